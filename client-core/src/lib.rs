@@ -1,0 +1,21 @@
+//! `bitacora-core`: what every Bitácora replica needs, the server included.
+//!
+//! - [`ids`] and [`catalogo`]: domain newtypes parsed once at the edge, and the versioned
+//!   catalogue of ámbitos.
+//! - [`model`]: the typed school and zone documents over automerge; pure, no I/O.
+//! - [`resumen`]: the school's own summary, computed from a read document.
+//! - [`store`]: the local store (SQLite through sqlx): snapshots plus change chunks, crash-safe.
+//! - [`bundle`]: the file format that carries changes on a USB stick.
+//!
+//! See docs/architecture.md for the code map and the invariants.
+
+pub mod bundle;
+pub mod catalogo;
+pub mod error;
+pub mod ids;
+pub mod model;
+pub mod resumen;
+pub mod store;
+
+pub use automerge;
+pub use error::ModelError;
