@@ -1,0 +1,116 @@
+//! The context every command runs in: the opened store, this device's actor, the school this
+//! data directory belongs to, and the one place where an operation is applied and made durable.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use bitacora_core::automerge::AutoCommit;
+use bitacora_core::ids::{Cct, CicloEscolar, DocumentId, RecordId, ZonaClave};
+use bitacora_core::model::{Ctx, DocKind};
+use bitacora_core::store::{DocInfo, Store};
+use bitacora_core::ModelError;
+
+/// An error caused by what the person typed: printed as is, exit code 2.
+#[derive(Debug)]
+pub struct Uso(pub String);
+
+impl std::fmt::Display for Uso {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for Uso {}
+
+pub fn uso(msg: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Uso(msg.into()))
+}
+
+/// Keys of this device's settings in the store's `meta` table.
+pub mod claves {
+    pub const CCT: &str = "escuela.cct";
+    pub const ZONA: &str = "escuela.zona";
+    pub const CICLO: &str = "escuela.ciclo";
+    pub const AUTOR: &str = "autor";
+}
+
+pub fn data_dir(opt: Option<&Path>) -> Result<PathBuf> {
+    match opt {
+        Some(p) => Ok(p.to_path_buf()),
+        None => dirs::data_dir()
+            .map(|d| d.join("bitacora"))
+            .ok_or_else(|| anyhow::anyhow!("no se encontró el directorio de datos de la plataforma; use --data-dir")),
+    }
+}
+
+pub fn ahora() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+pub fn nuevo_id() -> RecordId {
+    RecordId::from_random(rand::random::<u64>())
+}
+
+/// The school document of this data directory, loaded and ready to edit.
+pub struct App {
+    pub store: Store,
+    pub cct: Cct,
+    pub zona: Option<ZonaClave>,
+    pub ciclo: CicloEscolar,
+    pub info: DocInfo,
+    pub doc: AutoCommit,
+    pub autor: Option<String>,
+}
+
+impl App {
+    /// Opens the data directory of an initialised school.
+    pub async fn abrir(dir: &Path, ciclo: Option<&str>) -> Result<App> {
+        let store = Store::open(dir).await?;
+        let Some(cct) = store.get_meta(claves::CCT).await? else {
+            return Err(uso(format!(
+                "el directorio de datos {} no tiene escuela; ejecute primero `bitacora init --cct … --nombre … --zona … --ciclo …`",
+                dir.display()
+            )));
+        };
+        let cct = Cct::parse(&cct)?;
+        let ciclo = match ciclo {
+            Some(c) => CicloEscolar::parse(c)?,
+            None => CicloEscolar::parse(&store.get_meta(claves::CICLO).await?.unwrap_or_default())?,
+        };
+        let zona = store.get_meta(claves::ZONA).await?.and_then(|z| ZonaClave::parse(&z).ok());
+        let id = DocumentId::escuela(&cct, ciclo);
+        let Some(info) = store.document(&id).await? else {
+            return Err(uso(format!(
+                "este equipo no tiene el ciclo {ciclo} de la escuela {cct}; ejecute `bitacora init` con --ciclo {ciclo}"
+            )));
+        };
+        let actor = store.actor().await?;
+        let doc = store.load(&id).await?.context("el documento desapareció del almacén")?.with_actor(actor);
+        let autor = store.get_meta(claves::AUTOR).await?;
+        Ok(App { store, cct, zona, ciclo, info, doc, autor })
+    }
+
+    /// Applies one operation and returns only after its change is durably stored.
+    pub async fn escribir<T>(
+        &mut self,
+        op: impl FnOnce(&mut AutoCommit, &Ctx<'_>) -> Result<T, ModelError>,
+    ) -> Result<T> {
+        let antes = self.doc.get_heads();
+        let ctx = Ctx { ahora: ahora(), autor: self.autor.as_deref() };
+        let r = op(&mut self.doc, &ctx)?;
+        let cambios = self.doc.save_after(&antes);
+        self.store.append(&self.info.id, &cambios).await?;
+        Ok(r)
+    }
+
+    /// Whether this replica may hold a document arriving in a bundle: its own school's, or its
+    /// zone's.
+    pub fn permitido(&self, info: &DocInfo) -> bool {
+        match info.kind {
+            DocKind::Escuela => info.owner == self.cct.as_str(),
+            DocKind::Zona => self.zona.as_ref().is_some_and(|z| z.as_str() == info.owner),
+        }
+    }
+}
