@@ -4,11 +4,11 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use bitacora_core::ModelError;
 use bitacora_core::automerge::AutoCommit;
 use bitacora_core::ids::{Cct, CicloEscolar, DocumentId, RecordId, ZonaClave};
 use bitacora_core::model::{Ctx, DocKind};
-use bitacora_core::store::{DocInfo, Store};
-use bitacora_core::ModelError;
+use bitacora_core::store::{DB_FILE, DocInfo, Store};
 
 /// An error caused by what the person typed: printed as is, exit code 2.
 #[derive(Debug)]
@@ -36,9 +36,11 @@ pub mod claves {
 pub fn data_dir(opt: Option<&Path>) -> Result<PathBuf> {
     match opt {
         Some(p) => Ok(p.to_path_buf()),
-        None => dirs::data_dir()
-            .map(|d| d.join("bitacora"))
-            .ok_or_else(|| anyhow::anyhow!("no se encontró el directorio de datos de la plataforma; use --data-dir")),
+        None => dirs::data_dir().map(|d| d.join("bitacora")).ok_or_else(|| {
+            anyhow::anyhow!(
+                "no se encontró el directorio de datos de la plataforma; use --data-dir"
+            )
+        }),
     }
 }
 
@@ -67,19 +69,30 @@ pub struct App {
 impl App {
     /// Opens the data directory of an initialised school.
     pub async fn abrir(dir: &Path, ciclo: Option<&str>) -> Result<App> {
-        let store = Store::open(dir).await?;
-        let Some(cct) = store.get_meta(claves::CCT).await? else {
-            return Err(uso(format!(
+        let sin_escuela = || {
+            uso(format!(
                 "el directorio de datos {} no tiene escuela; ejecute primero `bitacora init --cct … --nombre … --zona … --ciclo …`",
                 dir.display()
-            )));
+            ))
+        };
+        // Only `init` creates a data directory: any other command on a missing store is refused
+        // before `Store::open` would create the directory and an empty database.
+        if !dir.join(DB_FILE).exists() {
+            return Err(sin_escuela());
+        }
+        let store = Store::open(dir).await?;
+        let Some(cct) = store.get_meta(claves::CCT).await? else {
+            return Err(sin_escuela());
         };
         let cct = Cct::parse(&cct)?;
         let ciclo = match ciclo {
             Some(c) => CicloEscolar::parse(c)?,
             None => CicloEscolar::parse(&store.get_meta(claves::CICLO).await?.unwrap_or_default())?,
         };
-        let zona = store.get_meta(claves::ZONA).await?.and_then(|z| ZonaClave::parse(&z).ok());
+        let zona = store
+            .get_meta(claves::ZONA)
+            .await?
+            .and_then(|z| ZonaClave::parse(&z).ok());
         let id = DocumentId::escuela(&cct, ciclo);
         let Some(info) = store.document(&id).await? else {
             return Err(uso(format!(
@@ -87,9 +100,21 @@ impl App {
             )));
         };
         let actor = store.actor().await?;
-        let doc = store.load(&id).await?.context("el documento desapareció del almacén")?.with_actor(actor);
+        let doc = store
+            .load(&id)
+            .await?
+            .context("el documento desapareció del almacén")?
+            .with_actor(actor);
         let autor = store.get_meta(claves::AUTOR).await?;
-        Ok(App { store, cct, zona, ciclo, info, doc, autor })
+        Ok(App {
+            store,
+            cct,
+            zona,
+            ciclo,
+            info,
+            doc,
+            autor,
+        })
     }
 
     /// Applies one operation and returns only after its change is durably stored.
@@ -98,7 +123,10 @@ impl App {
         op: impl FnOnce(&mut AutoCommit, &Ctx<'_>) -> Result<T, ModelError>,
     ) -> Result<T> {
         let antes = self.doc.get_heads();
-        let ctx = Ctx { ahora: ahora(), autor: self.autor.as_deref() };
+        let ctx = Ctx {
+            ahora: ahora(),
+            autor: self.autor.as_deref(),
+        };
         let r = op(&mut self.doc, &ctx)?;
         let cambios = self.doc.save_after(&antes);
         self.store.append(&self.info.id, &cambios).await?;

@@ -191,7 +191,10 @@ pub enum AccionCmd {
         listado: Listado,
     },
     /// Cambia el estado: pendiente, en_proceso, realizada o cancelada.
-    Estado { id: String, estado: String },
+    Estado {
+        id: String,
+        estado: String,
+    },
     Archivar(IdArg),
 }
 
@@ -398,7 +401,9 @@ pub struct IdArg {
 }
 
 fn entero(s: &str) -> Result<i64, String> {
-    s.trim().parse().map_err(|_| format!("se espera un número entero, no «{s}»"))
+    s.trim()
+        .parse()
+        .map_err(|_| format!("se espera un número entero, no «{s}»"))
 }
 
 fn decimal(s: &str) -> Result<f64, String> {

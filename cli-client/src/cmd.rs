@@ -8,13 +8,15 @@ use anyhow::{Context, Result};
 use bitacora_core::bundle::{self, Bundle};
 use bitacora_core::catalogo::Catalogo;
 use bitacora_core::ids::{Cct, CicloEscolar, DocumentId, Fecha, RecordId, ZonaClave};
-use bitacora_core::model::escuela::{self, Acuerdo, Corte, EstadoAccion, EstadoAcuerdo, Fase, NivelLogro};
-use bitacora_core::model::{conflictos, historial, DocKind};
+use bitacora_core::model::escuela::{
+    self, Acuerdo, Corte, EstadoAccion, EstadoAcuerdo, Fase, NivelLogro,
+};
+use bitacora_core::model::{DocKind, conflictos, historial};
 use bitacora_core::resumen;
 use bitacora_core::store::{DocInfo, Store};
 use serde::Serialize;
 
-use crate::app::{self, ahora, claves, nuevo_id, uso, App};
+use crate::app::{self, App, ahora, claves, nuevo_id, uso};
 use crate::cli::*;
 
 pub async fn run(cli: Cli) -> Result<()> {
@@ -75,7 +77,8 @@ fn o_guion(s: Option<&str>) -> &str {
 async fn cmd_init(dir: &Path, init: &Init, ciclo: Option<&str>, json: bool) -> Result<()> {
     let cct = Cct::parse(&init.cct)?;
     let zona = ZonaClave::parse(&init.zona)?;
-    let ciclo = CicloEscolar::parse(ciclo.ok_or_else(|| uso("falta --ciclo (p. ej. --ciclo 2025-2026)"))?)?;
+    let ciclo =
+        CicloEscolar::parse(ciclo.ok_or_else(|| uso("falta --ciclo (p. ej. --ciclo 2025-2026)"))?)?;
     if init.nombre.trim().is_empty() {
         return Err(uso("el nombre de la escuela no puede estar vacío"));
     }
@@ -106,14 +109,18 @@ async fn cmd_init(dir: &Path, init: &Init, ciclo: Option<&str>, json: bool) -> R
     }
     let mut app = App::abrir(dir, Some(&ciclo.to_string())).await?;
     let (nombre, zona_s) = (init.nombre.clone(), zona.to_string());
-    app.escribir(|doc, ctx| escuela::registrar(doc, ctx, &nombre, &zona_s)).await?;
+    app.escribir(|doc, ctx| escuela::registrar(doc, ctx, &nombre, &zona_s))
+        .await?;
     if json {
         return imprimir_json(&serde_json::json!({
             "cct": cct, "zona": zona, "ciclo": ciclo, "documento": info.id.to_string(),
             "data_dir": dir,
         }));
     }
-    println!("Escuela {cct} ({}) lista para el ciclo {ciclo}.", init.nombre.trim());
+    println!(
+        "Escuela {cct} ({}) lista para el ciclo {ciclo}.",
+        init.nombre.trim()
+    );
     println!("Documento: {}", info.id.url());
     println!("Datos en: {}", dir.display());
     Ok(())
@@ -133,17 +140,26 @@ async fn cmd_pemc(app: &mut App, p: Pemc, json: bool) -> Result<()> {
                 println!("  {:<28} {}", a.clave, a.nombre);
             }
         }
-        Pemc::Diagnostico(DiagnosticoCmd::Set { ambito, texto, prioridad }) => {
+        Pemc::Diagnostico(DiagnosticoCmd::Set {
+            ambito,
+            texto,
+            prioridad,
+        }) => {
             if texto.is_none() && prioridad.is_none() {
                 return Err(uso("indique --texto, --prioridad o ambos"));
             }
             let prioridad = match prioridad {
                 Some(p) if p < 1 => {
-                    return Err(uso(format!("prioridad inválida «{p}»: se espera un número de 1 en adelante")));
+                    return Err(uso(format!(
+                        "prioridad inválida «{p}»: se espera un número de 1 en adelante"
+                    )));
                 }
                 p => p.map(|p| p as u64),
             };
-            app.escribir(|doc, ctx| escuela::diagnostico(doc, ctx, &ambito, texto.as_deref(), prioridad)).await?;
+            app.escribir(|doc, ctx| {
+                escuela::diagnostico(doc, ctx, &ambito, texto.as_deref(), prioridad)
+            })
+            .await?;
             println!("Diagnóstico del ámbito {ambito} guardado.");
         }
         Pemc::Diagnostico(DiagnosticoCmd::Show) => {
@@ -152,7 +168,10 @@ async fn cmd_pemc(app: &mut App, p: Pemc, json: bool) -> Result<()> {
                 return imprimir_json(&e.diagnostico);
             }
             for d in &e.diagnostico {
-                let p = d.prioridad.map(|p| format!("prioridad {p}")).unwrap_or_else(|| "sin prioridad".into());
+                let p = d
+                    .prioridad
+                    .map(|p| format!("prioridad {p}"))
+                    .unwrap_or_else(|| "sin prioridad".into());
                 println!("{} [{}] ({p})", d.nombre, d.ambito);
                 if d.texto.is_empty() {
                     println!("  (sin diagnóstico)");
@@ -163,15 +182,31 @@ async fn cmd_pemc(app: &mut App, p: Pemc, json: bool) -> Result<()> {
                 }
             }
         }
-        Pemc::Objetivo(ObjetivoCmd::Add { texto, para_que, ambitos }) => {
+        Pemc::Objetivo(ObjetivoCmd::Add {
+            texto,
+            para_que,
+            ambitos,
+        }) => {
             let id = nuevo_id();
-            let o = escuela::NuevoObjetivo { texto, para_que, ambitos };
-            app.escribir(|doc, ctx| escuela::agregar_objetivo(doc, ctx, &id, &o)).await?;
+            let o = escuela::NuevoObjetivo {
+                texto,
+                para_que,
+                ambitos,
+            };
+            app.escribir(|doc, ctx| escuela::agregar_objetivo(doc, ctx, &id, &o))
+                .await?;
+            if json {
+                return imprimir_json(&serde_json::json!({ "id": id }));
+            }
             println!("Objetivo {id} agregado.");
         }
         Pemc::Objetivo(ObjetivoCmd::List(l)) => {
             let e = escuela::leer(&app.doc)?;
-            let v: Vec<_> = e.objetivos.iter().filter(|o| l.archivados || !o.archivado).collect();
+            let v: Vec<_> = e
+                .objetivos
+                .iter()
+                .filter(|o| l.archivados || !o.archivado)
+                .collect();
             if json {
                 return imprimir_json(&v);
             }
@@ -185,7 +220,15 @@ async fn cmd_pemc(app: &mut App, p: Pemc, json: bool) -> Result<()> {
             }
         }
         Pemc::Objetivo(ObjetivoCmd::Archivar(a)) => archivar(app, "objetivo", &a.id).await?,
-        Pemc::Meta(MetaCmd::Add { objetivo, descripcion, indicador, linea_base, valor_meta, unidad, fecha_limite }) => {
+        Pemc::Meta(MetaCmd::Add {
+            objetivo,
+            descripcion,
+            indicador,
+            linea_base,
+            valor_meta,
+            unidad,
+            fecha_limite,
+        }) => {
             let m = escuela::NuevaMeta {
                 objetivo: id(&objetivo)?,
                 descripcion,
@@ -196,7 +239,11 @@ async fn cmd_pemc(app: &mut App, p: Pemc, json: bool) -> Result<()> {
                 fecha_limite: fecha_opt(fecha_limite.as_deref())?,
             };
             let nid = nuevo_id();
-            app.escribir(|doc, ctx| escuela::agregar_meta(doc, ctx, &nid, &m)).await?;
+            app.escribir(|doc, ctx| escuela::agregar_meta(doc, ctx, &nid, &m))
+                .await?;
+            if json {
+                return imprimir_json(&serde_json::json!({ "id": nid }));
+            }
             println!("Meta {nid} agregada al objetivo {objetivo}.");
         }
         Pemc::Meta(MetaCmd::List { objetivo, listado }) => {
@@ -220,7 +267,11 @@ async fn cmd_pemc(app: &mut App, p: Pemc, json: bool) -> Result<()> {
                 println!(
                     "            objetivo {} · {}: {} → {} {} · fecha límite {} · logro: {}",
                     m.objetivo,
-                    if m.indicador.is_empty() { "indicador" } else { &m.indicador },
+                    if m.indicador.is_empty() {
+                        "indicador"
+                    } else {
+                        &m.indicador
+                    },
                     num(m.linea_base),
                     num(m.valor_meta),
                     m.unidad,
@@ -229,16 +280,35 @@ async fn cmd_pemc(app: &mut App, p: Pemc, json: bool) -> Result<()> {
                 );
             }
         }
-        Pemc::Meta(MetaCmd::Logro { id: meta, nivel, evidencia, fecha }) => {
+        Pemc::Meta(MetaCmd::Logro {
+            id: meta,
+            nivel,
+            evidencia,
+            fecha,
+        }) => {
             let meta = id(&meta)?;
             let nivel = NivelLogro::parse(&nivel)?;
             let fecha = fecha_opt(fecha.as_deref())?.unwrap_or_else(hoy);
             let sid = nuevo_id();
-            app.escribir(|doc, ctx| escuela::registrar_logro(doc, ctx, &sid, &meta, nivel, &evidencia, fecha)).await?;
-            println!("Logro de la meta {meta} registrado: {} ({fecha}).", nivel.as_str());
+            app.escribir(|doc, ctx| {
+                escuela::registrar_logro(doc, ctx, &sid, &meta, nivel, &evidencia, fecha)
+            })
+            .await?;
+            println!(
+                "Logro de la meta {meta} registrado: {} ({fecha}).",
+                nivel.as_str()
+            );
         }
         Pemc::Meta(MetaCmd::Archivar(a)) => archivar(app, "meta", &a.id).await?,
-        Pemc::Accion(AccionCmd::Add { meta, descripcion, responsables, recursos, costo, inicio, fin }) => {
+        Pemc::Accion(AccionCmd::Add {
+            meta,
+            descripcion,
+            responsables,
+            recursos,
+            costo,
+            inicio,
+            fin,
+        }) => {
             let a = escuela::NuevaAccion {
                 meta: id(&meta)?,
                 descripcion,
@@ -249,7 +319,11 @@ async fn cmd_pemc(app: &mut App, p: Pemc, json: bool) -> Result<()> {
                 fin: fecha_opt(fin.as_deref())?,
             };
             let nid = nuevo_id();
-            app.escribir(|doc, ctx| escuela::agregar_accion(doc, ctx, &nid, &a)).await?;
+            app.escribir(|doc, ctx| escuela::agregar_accion(doc, ctx, &nid, &a))
+                .await?;
+            if json {
+                return imprimir_json(&serde_json::json!({ "id": nid }));
+            }
             println!("Acción {nid} agregada a la meta {meta}.");
         }
         Pemc::Accion(AccionCmd::List { meta, listado }) => {
@@ -268,21 +342,33 @@ async fn cmd_pemc(app: &mut App, p: Pemc, json: bool) -> Result<()> {
             }
             for a in v {
                 let arch = if a.archivado { " [archivada]" } else { "" };
-                println!("{}  [{}] {}{arch}", a.id, a.estado, corto(&a.descripcion, 60));
+                println!(
+                    "{}  [{}] {}{arch}",
+                    a.id,
+                    a.estado,
+                    corto(&a.descripcion, 60)
+                );
                 println!(
                     "            meta {} · responsables: {} · {} a {} · costo: {}",
                     a.meta,
-                    if a.responsables.is_empty() { "—".into() } else { a.responsables.join(", ") },
+                    if a.responsables.is_empty() {
+                        "—".into()
+                    } else {
+                        a.responsables.join(", ")
+                    },
                     o_guion(a.inicio.as_deref()),
                     o_guion(a.fin.as_deref()),
-                    a.costo.map(|c| format!("${c:.2}")).unwrap_or_else(|| "—".into()),
+                    a.costo
+                        .map(|c| format!("${c:.2}"))
+                        .unwrap_or_else(|| "—".into()),
                 );
             }
         }
         Pemc::Accion(AccionCmd::Estado { id: aid, estado }) => {
             let aid = id(&aid)?;
             let estado = EstadoAccion::parse(&estado)?;
-            app.escribir(|doc, ctx| escuela::estado_accion(doc, ctx, &aid, estado)).await?;
+            app.escribir(|doc, ctx| escuela::estado_accion(doc, ctx, &aid, estado))
+                .await?;
             println!("Acción {aid}: {}.", estado.as_str());
         }
         Pemc::Accion(AccionCmd::Archivar(a)) => archivar(app, "accion", &a.id).await?,
@@ -292,7 +378,8 @@ async fn cmd_pemc(app: &mut App, p: Pemc, json: bool) -> Result<()> {
 
 async fn archivar(app: &mut App, tipo: &str, rid: &str) -> Result<()> {
     let rid = id(rid)?;
-    app.escribir(|doc, ctx| escuela::archivar_registro(doc, ctx, tipo, &rid, true)).await?;
+    app.escribir(|doc, ctx| escuela::archivar_registro(doc, ctx, tipo, &rid, true))
+        .await?;
     println!("Archivado {tipo} {rid} (se conserva en el historial y con --archivados).");
     Ok(())
 }
@@ -301,9 +388,19 @@ async fn archivar(app: &mut App, tipo: &str, rid: &str) -> Result<()> {
 
 async fn cmd_sesion(app: &mut App, s: SesionCmd, json: bool) -> Result<()> {
     match s {
-        SesionCmd::Add { fase, numero, fecha, asistentes, proposito, productos, practicas } => {
+        SesionCmd::Add {
+            fase,
+            numero,
+            fecha,
+            asistentes,
+            proposito,
+            productos,
+            practicas,
+        } => {
             if numero < 1 {
-                return Err(uso(format!("número de sesión inválido «{numero}»: se espera 1 o más")));
+                return Err(uso(format!(
+                    "número de sesión inválido «{numero}»: se espera 1 o más"
+                )));
             }
             let n = escuela::NuevaSesion {
                 fase: Fase::parse(&fase)?,
@@ -315,12 +412,25 @@ async fn cmd_sesion(app: &mut App, s: SesionCmd, json: bool) -> Result<()> {
                 practicas,
             };
             let sid = nuevo_id();
-            app.escribir(|doc, ctx| escuela::agregar_sesion(doc, ctx, &sid, &n)).await?;
-            println!("Sesión {sid} agregada ({} {}, {}).", n.fase.as_str(), n.numero, n.fecha);
+            app.escribir(|doc, ctx| escuela::agregar_sesion(doc, ctx, &sid, &n))
+                .await?;
+            if json {
+                return imprimir_json(&serde_json::json!({ "id": sid }));
+            }
+            println!(
+                "Sesión {sid} agregada ({} {}, {}).",
+                n.fase.as_str(),
+                n.numero,
+                n.fecha
+            );
         }
         SesionCmd::List(l) => {
             let e = escuela::leer(&app.doc)?;
-            let v: Vec<_> = e.sesiones.iter().filter(|s| l.archivados || !s.archivado).collect();
+            let v: Vec<_> = e
+                .sesiones
+                .iter()
+                .filter(|s| l.archivados || !s.archivado)
+                .collect();
             if json {
                 return imprimir_json(&v);
             }
@@ -340,21 +450,41 @@ async fn cmd_sesion(app: &mut App, s: SesionCmd, json: bool) -> Result<()> {
         }
         SesionCmd::Show(a) => {
             let e = escuela::leer(&app.doc)?;
-            let s = e
-                .sesiones
-                .iter()
-                .find(|s| s.id == a.id)
-                .ok_or_else(|| bitacora_core::ModelError::NotFound { tipo: "sesión", id: a.id.clone() })?;
+            let s = e.sesiones.iter().find(|s| s.id == a.id).ok_or_else(|| {
+                bitacora_core::ModelError::NotFound {
+                    tipo: "sesión",
+                    id: a.id.clone(),
+                }
+            })?;
             if json {
                 return imprimir_json(s);
             }
-            println!("Sesión {} · fase {} · número {}", s.id, s.fase, s.numero.map(|n| n.to_string()).unwrap_or_default());
+            println!(
+                "Sesión {} · fase {} · número {}",
+                s.id,
+                s.fase,
+                s.numero.map(|n| n.to_string()).unwrap_or_default()
+            );
             println!("Fecha: {}", o_guion(s.fecha.as_deref()));
-            println!("Asistentes: {}", if s.asistentes.is_empty() { "—".into() } else { s.asistentes.join(", ") });
+            println!(
+                "Asistentes: {}",
+                if s.asistentes.is_empty() {
+                    "—".into()
+                } else {
+                    s.asistentes.join(", ")
+                }
+            );
             println!("Propósito:\n  {}", s.proposito.replace('\n', "\n  "));
             println!("Productos:\n  {}", s.productos.replace('\n', "\n  "));
-            println!("Prácticas educativas compartidas:\n  {}", s.practicas.replace('\n', "\n  "));
-            let acuerdos: Vec<_> = e.acuerdos.iter().filter(|a| a.sesion_origen.as_deref() == Some(&s.id)).collect();
+            println!(
+                "Prácticas educativas compartidas:\n  {}",
+                s.practicas.replace('\n', "\n  ")
+            );
+            let acuerdos: Vec<_> = e
+                .acuerdos
+                .iter()
+                .filter(|a| a.sesion_origen.as_deref() == Some(&s.id))
+                .collect();
             if !acuerdos.is_empty() {
                 println!("Acuerdos de esta sesión:");
                 for a in acuerdos {
@@ -362,13 +492,19 @@ async fn cmd_sesion(app: &mut App, s: SesionCmd, json: bool) -> Result<()> {
                 }
             }
         }
-        SesionCmd::Edit { id: sid, productos, practicas } => {
+        SesionCmd::Edit {
+            id: sid,
+            productos,
+            practicas,
+        } => {
             if productos.is_none() && practicas.is_none() {
                 return Err(uso("indique --productos, --practicas o ambos"));
             }
             let sid = id(&sid)?;
-            app.escribir(|doc, ctx| escuela::editar_sesion(doc, ctx, &sid, productos.as_deref(), practicas.as_deref()))
-                .await?;
+            app.escribir(|doc, ctx| {
+                escuela::editar_sesion(doc, ctx, &sid, productos.as_deref(), practicas.as_deref())
+            })
+            .await?;
             println!("Sesión {sid} editada.");
         }
         SesionCmd::Archivar(a) => archivar(app, "sesion", &a.id).await?,
@@ -379,7 +515,11 @@ async fn cmd_sesion(app: &mut App, s: SesionCmd, json: bool) -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 
 fn linea_acuerdo(a: &Acuerdo) -> String {
-    let marca = if a.en_conflicto.is_empty() { "" } else { " ⚠ en conflicto" };
+    let marca = if a.en_conflicto.is_empty() {
+        ""
+    } else {
+        " ⚠ en conflicto"
+    };
     let arch = if a.archivado { " [archivado]" } else { "" };
     format!(
         "{}  [{}] {}  vence {}  resp.: {}{marca}{arch}",
@@ -387,13 +527,22 @@ fn linea_acuerdo(a: &Acuerdo) -> String {
         a.estado,
         corto(&a.texto, 50),
         o_guion(a.fecha_compromiso.as_deref()),
-        if a.responsables.is_empty() { "—".into() } else { a.responsables.join(", ") },
+        if a.responsables.is_empty() {
+            "—".into()
+        } else {
+            a.responsables.join(", ")
+        },
     )
 }
 
 async fn cmd_acuerdo(app: &mut App, a: AcuerdoCmd, json: bool) -> Result<()> {
     match a {
-        AcuerdoCmd::Add { texto, responsables, fecha_compromiso, sesion } => {
+        AcuerdoCmd::Add {
+            texto,
+            responsables,
+            fecha_compromiso,
+            sesion,
+        } => {
             let n = escuela::NuevoAcuerdo {
                 texto,
                 responsables,
@@ -401,7 +550,8 @@ async fn cmd_acuerdo(app: &mut App, a: AcuerdoCmd, json: bool) -> Result<()> {
                 sesion_origen: sesion.as_deref().map(id).transpose()?,
             };
             let aid = nuevo_id();
-            app.escribir(|doc, ctx| escuela::agregar_acuerdo(doc, ctx, &aid, &n)).await?;
+            app.escribir(|doc, ctx| escuela::agregar_acuerdo(doc, ctx, &aid, &n))
+                .await?;
             if json {
                 return imprimir_json(&serde_json::json!({ "id": aid }));
             }
@@ -428,20 +578,38 @@ async fn cmd_acuerdo(app: &mut App, a: AcuerdoCmd, json: bool) -> Result<()> {
         }
         AcuerdoCmd::Show(x) => {
             let e = escuela::leer(&app.doc)?;
-            let a = e
-                .acuerdos
-                .iter()
-                .find(|a| a.id == x.id)
-                .ok_or_else(|| bitacora_core::ModelError::NotFound { tipo: "acuerdo", id: x.id.clone() })?;
+            let a = e.acuerdos.iter().find(|a| a.id == x.id).ok_or_else(|| {
+                bitacora_core::ModelError::NotFound {
+                    tipo: "acuerdo",
+                    id: x.id.clone(),
+                }
+            })?;
             if json {
                 return imprimir_json(a);
             }
-            println!("Acuerdo {}{}", a.id, if a.archivado { " [archivado]" } else { "" });
+            println!(
+                "Acuerdo {}{}",
+                a.id,
+                if a.archivado { " [archivado]" } else { "" }
+            );
             println!("Estado: {}", a.estado);
-            println!("Responsables: {}", if a.responsables.is_empty() { "—".into() } else { a.responsables.join(", ") });
-            println!("Fecha compromiso: {}", o_guion(a.fecha_compromiso.as_deref()));
+            println!(
+                "Responsables: {}",
+                if a.responsables.is_empty() {
+                    "—".into()
+                } else {
+                    a.responsables.join(", ")
+                }
+            );
+            println!(
+                "Fecha compromiso: {}",
+                o_guion(a.fecha_compromiso.as_deref())
+            );
             println!("Sesión de origen: {}", o_guion(a.sesion_origen.as_deref()));
-            println!("Revisado en la sesión: {}", o_guion(a.sesion_revision.as_deref()));
+            println!(
+                "Revisado en la sesión: {}",
+                o_guion(a.sesion_revision.as_deref())
+            );
             if !a.en_conflicto.is_empty() {
                 println!(
                     "⚠ En conflicto: {} (vea `bitacora conflictos list`)",
@@ -450,28 +618,40 @@ async fn cmd_acuerdo(app: &mut App, a: AcuerdoCmd, json: bool) -> Result<()> {
             }
             println!("Texto:\n  {}", a.texto.replace('\n', "\n  "));
         }
-        AcuerdoCmd::Edit { id: aid, texto, responsables, fecha_compromiso } => {
+        AcuerdoCmd::Edit {
+            id: aid,
+            texto,
+            responsables,
+            fecha_compromiso,
+        } => {
             let aid = id(&aid)?;
             let fecha = fecha_opt(fecha_compromiso.as_deref())?;
             let actual = escuela::leer(&app.doc)?
                 .acuerdos
                 .into_iter()
                 .find(|a| a.id == aid.as_str())
-                .ok_or_else(|| bitacora_core::ModelError::NotFound { tipo: "acuerdo", id: aid.to_string() })?;
+                .ok_or_else(|| bitacora_core::ModelError::NotFound {
+                    tipo: "acuerdo",
+                    id: aid.to_string(),
+                })?;
             let texto = match texto {
                 Some(t) => Some(t),
-                None if responsables.is_empty() && fecha.is_none() => Some(editar_en_editor(&actual.texto)?),
+                None if responsables.is_empty() && fecha.is_none() => {
+                    Some(editar_en_editor(&actual.texto)?)
+                }
                 None => None,
             };
             let mut cambios = 0;
             if let Some(t) = texto.filter(|t| t.trim_end() != actual.texto.trim_end()) {
                 let t = t.trim_end().to_string();
-                app.escribir(|doc, ctx| escuela::editar_texto_acuerdo(doc, ctx, &aid, &t)).await?;
+                app.escribir(|doc, ctx| escuela::editar_texto_acuerdo(doc, ctx, &aid, &t))
+                    .await?;
                 cambios += 1;
             }
             if !responsables.is_empty() || fecha.is_some() {
                 let r = (!responsables.is_empty()).then_some(responsables.as_slice());
-                app.escribir(|doc, ctx| escuela::editar_acuerdo(doc, ctx, &aid, r, fecha)).await?;
+                app.escribir(|doc, ctx| escuela::editar_acuerdo(doc, ctx, &aid, r, fecha))
+                    .await?;
                 cambios += 1;
             }
             if cambios == 0 {
@@ -480,11 +660,18 @@ async fn cmd_acuerdo(app: &mut App, a: AcuerdoCmd, json: bool) -> Result<()> {
                 println!("Acuerdo {aid} editado.");
             }
         }
-        AcuerdoCmd::Estado { id: aid, estado, sesion_revision } => {
+        AcuerdoCmd::Estado {
+            id: aid,
+            estado,
+            sesion_revision,
+        } => {
             let aid = id(&aid)?;
             let estado = EstadoAcuerdo::parse(&estado)?;
             let sesion = sesion_revision.as_deref().map(id).transpose()?;
-            app.escribir(|doc, ctx| escuela::estado_acuerdo(doc, ctx, &aid, estado, sesion.as_ref())).await?;
+            app.escribir(|doc, ctx| {
+                escuela::estado_acuerdo(doc, ctx, &aid, estado, sesion.as_ref())
+            })
+            .await?;
             println!("Acuerdo {aid}: {}.", estado.as_str());
         }
         AcuerdoCmd::Archivar(x) => archivar(app, "acuerdo", &x.id).await?,
@@ -497,20 +684,30 @@ fn editar_en_editor(actual: &str) -> Result<String> {
     let editor = std::env::var("VISUAL")
         .or_else(|_| std::env::var("EDITOR"))
         .unwrap_or_else(|_| "vi".to_string());
-    let mut tmp = tempfile::Builder::new().prefix("acuerdo-").suffix(".txt").tempfile()?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix("acuerdo-")
+        .suffix(".txt")
+        .tempfile()?;
     tmp.write_all(actual.as_bytes())?;
     tmp.flush()?;
     let mut partes = editor.split_whitespace();
-    let programa = partes.next().ok_or_else(|| uso("la variable EDITOR está vacía"))?;
+    let programa = partes
+        .next()
+        .ok_or_else(|| uso("la variable EDITOR está vacía"))?;
     let estado = std::process::Command::new(programa)
         .args(partes)
         .arg(tmp.path())
         .status()
-        .with_context(|| format!("no se pudo abrir el editor «{editor}»; use --texto o defina EDITOR"))?;
+        .with_context(|| {
+            format!("no se pudo abrir el editor «{editor}»; use --texto o defina EDITOR")
+        })?;
     if !estado.success() {
-        return Err(uso(format!("el editor «{editor}» terminó con error; no se guardó nada")));
+        return Err(uso(format!(
+            "el editor «{editor}» terminó con error; no se guardó nada"
+        )));
     }
-    let texto = std::fs::read_to_string(tmp.path()).context("no se pudo leer el texto editado (¿no es UTF-8?)")?;
+    let texto = std::fs::read_to_string(tmp.path())
+        .context("no se pudo leer el texto editado (¿no es UTF-8?)")?;
     Ok(texto)
 }
 
@@ -522,17 +719,26 @@ async fn cmd_concentrado(app: &mut App, c: ConcentradoCmd, json: bool) -> Result
             let corte = Corte::parse(&s.corte)?;
             let pares = s.conteos.pares();
             let r = app
-                .escribir(|doc, ctx| escuela::concentrado_set(doc, ctx, s.grado, &s.grupo, corte, &pares))
+                .escribir(|doc, ctx| {
+                    escuela::concentrado_set(doc, ctx, s.grado, &s.grupo, corte, &pares)
+                })
                 .await?;
             if json {
                 return imprimir_json(&r);
             }
-            println!("Concentrado de {}{} ({}) guardado.", r.grado, r.grupo, r.corte);
+            println!(
+                "Concentrado de {}{} ({}) guardado.",
+                r.grado, r.grupo, r.corte
+            );
         }
         ConcentradoCmd::Show { corte } => {
             let corte = corte.as_deref().map(Corte::parse).transpose()?;
             let e = escuela::leer(&app.doc)?;
-            let v: Vec<_> = e.concentrado.iter().filter(|g| corte.is_none_or(|c| g.corte == c.as_str())).collect();
+            let v: Vec<_> = e
+                .concentrado
+                .iter()
+                .filter(|g| corte.is_none_or(|c| g.corte == c.as_str()))
+                .collect();
             if json {
                 return imprimir_json(&v);
             }
@@ -574,8 +780,17 @@ async fn cmd_conflictos(app: &mut App, c: ConflictosCmd, json: bool) -> Result<(
             for c in &v {
                 println!("{}", c.ruta);
                 for (i, val) in c.valores.iter().enumerate() {
-                    let quien = val.autor.clone().unwrap_or_else(|| "autor desconocido".into());
-                    println!("  {}) {}  — {} (equipo {})", i + 1, val.valor, quien, &val.actor[..val.actor.len().min(8)]);
+                    let quien = val
+                        .autor
+                        .clone()
+                        .unwrap_or_else(|| "autor desconocido".into());
+                    println!(
+                        "  {}) {}  — {} (equipo {})",
+                        i + 1,
+                        val.valor,
+                        quien,
+                        &val.actor[..val.actor.len().min(8)]
+                    );
                 }
             }
             if !v.is_empty() {
@@ -584,9 +799,12 @@ async fn cmd_conflictos(app: &mut App, c: ConflictosCmd, json: bool) -> Result<(
         }
         ConflictosCmd::Resolve { ruta, opcion } => {
             if opcion < 1 {
-                return Err(uso(format!("opción inválida «{opcion}»: se espera 1 o más")));
+                return Err(uso(format!(
+                    "opción inválida «{opcion}»: se espera 1 o más"
+                )));
             }
-            app.escribir(|doc, ctx| conflictos::resolver(doc, ctx, &ruta, opcion as usize)).await?;
+            app.escribir(|doc, ctx| conflictos::resolver(doc, ctx, &ruta, opcion as usize))
+                .await?;
             println!("Conflicto {ruta} resuelto con la opción {opcion}.");
         }
     }
@@ -610,10 +828,19 @@ fn cmd_historial(app: &mut App, h: Historial, json: bool) -> Result<()> {
             "—".to_string()
         } else {
             chrono::DateTime::from_timestamp(e.fecha, 0)
-                .map(|d| d.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M").to_string())
+                .map(|d| {
+                    d.with_timezone(&chrono::Local)
+                        .format("%Y-%m-%d %H:%M")
+                        .to_string()
+                })
                 .unwrap_or_else(|| e.fecha.to_string())
         };
-        let quien = if e.fecha == 0 { "—".to_string() } else { e.autor.unwrap_or_else(|| format!("equipo {}", &e.actor[..e.actor.len().min(8)])) };
+        let quien = if e.fecha == 0 {
+            "—".to_string()
+        } else {
+            e.autor
+                .unwrap_or_else(|| format!("equipo {}", &e.actor[..e.actor.len().min(8)]))
+        };
         println!("{fecha:<16}  {quien:<24}  {}", e.mensaje);
     }
     Ok(())
@@ -627,11 +854,23 @@ fn cmd_resumen(app: &App, r: ResumenArgs, json: bool) -> Result<()> {
     if json {
         return imprimir_json(&s);
     }
-    println!("{} · {} · ciclo {} · al {}", s.cct, o_guion(s.nombre.as_deref()), s.ciclo, s.fecha);
+    println!(
+        "{} · {} · ciclo {} · al {}",
+        s.cct,
+        o_guion(s.nombre.as_deref()),
+        s.ciclo,
+        s.fecha
+    );
     let p = &s.pemc;
     println!("\nPEMC: {} % completo", p.porcentaje);
-    println!("  ámbitos con diagnóstico: {} de {} · priorizados: {}", p.ambitos_con_diagnostico, p.ambitos_total, p.ambitos_priorizados);
-    println!("  objetivos: {} ({} con metas) · metas: {} ({} con acciones) · acciones: {}", p.objetivos, p.objetivos_con_meta, p.metas, p.metas_con_accion, p.acciones);
+    println!(
+        "  ámbitos con diagnóstico: {} de {} · priorizados: {}",
+        p.ambitos_con_diagnostico, p.ambitos_total, p.ambitos_priorizados
+    );
+    println!(
+        "  objetivos: {} ({} con metas) · metas: {} ({} con acciones) · acciones: {}",
+        p.objetivos, p.objetivos_con_meta, p.metas, p.metas_con_accion, p.acciones
+    );
     println!("\nMetas por nivel de logro:");
     for (k, n) in &s.metas_por_logro {
         println!("  {k:<22} {n}");
@@ -652,22 +891,41 @@ fn cmd_resumen(app: &App, r: ResumenArgs, json: bool) -> Result<()> {
     if !s.acuerdos_vencidos.is_empty() {
         println!("\nAcuerdos vencidos:");
         for a in &s.acuerdos_vencidos {
-            println!("  {}  venció {} (hace {} días)  {}", a.id, a.fecha_compromiso, a.dias_vencido, corto(&a.texto, 50));
+            println!(
+                "  {}  venció {} (hace {} días)  {}",
+                a.id,
+                a.fecha_compromiso,
+                a.dias_vencido,
+                corto(&a.texto, 50)
+            );
         }
     }
     println!("\nSesiones registradas: {}", s.sesiones);
     match &s.apoyo {
         None => println!("\nAlumnos que requieren apoyo: sin concentrado registrado."),
         Some(a) => {
-            println!("\nAlumnos que requieren apoyo (corte {}, {} grupos, {} alumnos):", a.corte, a.grupos, a.total_alumnos);
+            println!(
+                "\nAlumnos que requieren apoyo (corte {}, {} grupos, {} alumnos):",
+                a.corte, a.grupos, a.total_alumnos
+            );
             for i in &a.indicadores {
-                println!("  {:<48} {:>4}  {:>5.1} %", i.nombre, i.alumnos, i.porcentaje);
+                if i.grupos_con_registro == 0 {
+                    println!("  {:<48}    —  sin registro", i.nombre);
+                } else {
+                    println!(
+                        "  {:<48} {:>4}  {:>5.1} %",
+                        i.nombre, i.alumnos, i.porcentaje
+                    );
+                }
             }
             println!("  (porcentaje = alumnos / total de alumnos × 100)");
         }
     }
     if s.conflictos > 0 {
-        println!("\n⚠ {} conflicto(s) sin resolver: bitacora conflictos list", s.conflictos);
+        println!(
+            "\n⚠ {} conflicto(s) sin resolver: bitacora conflictos list",
+            s.conflictos
+        );
     }
     Ok(())
 }
@@ -690,14 +948,21 @@ fn cmd_export_json(app: &App, salida: Option<&Path>) -> Result<()> {
 /// Writes a file completely or not at all: a temporary file beside it, then a rename.
 fn escribir_atomico(destino: &Path, datos: &[u8]) -> Result<()> {
     if destino.is_dir() {
-        return Err(uso(format!("{} es un directorio; indique un nombre de archivo", destino.display())));
+        return Err(uso(format!(
+            "{} es un directorio; indique un nombre de archivo",
+            destino.display()
+        )));
     }
-    let dir = destino.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = destino
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir)
         .with_context(|| format!("no se puede escribir en {}", dir.display()))?;
     tmp.write_all(datos)?;
     tmp.as_file().sync_all()?;
-    tmp.persist(destino).with_context(|| format!("no se pudo escribir {}", destino.display()))?;
+    tmp.persist(destino)
+        .with_context(|| format!("no se pudo escribir {}", destino.display()))?;
     Ok(())
 }
 
@@ -726,7 +991,8 @@ async fn cmd_bundle(app: &App, b: BundleCmd, json: bool) -> Result<()> {
             );
         }
         BundleCmd::Import { archivo } => {
-            let bytes = std::fs::read(&archivo).with_context(|| format!("no se pudo leer {}", archivo.display()))?;
+            let bytes = std::fs::read(&archivo)
+                .with_context(|| format!("no se pudo leer {}", archivo.display()))?;
             let bundle = Bundle::decode(&bytes)?;
             let r = bundle::importar(&app.store, &bundle, ahora(), |d| app.permitido(d)).await?;
             if json {
@@ -734,11 +1000,17 @@ async fn cmd_bundle(app: &App, b: BundleCmd, json: bool) -> Result<()> {
             }
             for d in &r {
                 let espera = if d.cambios_en_espera > 0 {
-                    format!(" ({} esperan cambios anteriores que este equipo aún no tiene)", d.cambios_en_espera)
+                    format!(
+                        " ({} esperan cambios anteriores que este equipo aún no tiene)",
+                        d.cambios_en_espera
+                    )
                 } else {
                     String::new()
                 };
-                println!("{}: {} cambio(s) nuevo(s){espera}.", d.owner, d.cambios_nuevos);
+                println!(
+                    "{}: {} cambio(s) nuevo(s){espera}.",
+                    d.owner, d.cambios_nuevos
+                );
             }
         }
     }

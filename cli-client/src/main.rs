@@ -8,17 +8,20 @@ mod cmd;
 
 use std::process::ExitCode;
 
-use bitacora_core::bundle::BundleError;
 use bitacora_core::ModelError;
-use clap::error::{ContextKind, ContextValue, ErrorKind};
+use bitacora_core::bundle::BundleError;
 use clap::Parser;
+use clap::error::{ContextKind, ContextValue, ErrorKind};
 
 fn main() -> ExitCode {
     let cli = match cli::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => return error_de_clap(e),
     };
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: no se pudo iniciar: {e}");
@@ -65,7 +68,9 @@ fn error_de_clap(e: clap::Error) -> ExitCode {
         _ => String::new(),
     };
     let msg = match e.kind() {
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             let _ = e.print();
             return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
                 ExitCode::from(2)
@@ -75,7 +80,9 @@ fn error_de_clap(e: clap::Error) -> ExitCode {
         }
         ErrorKind::MissingRequiredArgument => format!("falta un dato obligatorio: {}", arg()),
         ErrorKind::ValueValidation => {
-            let causa = std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_default();
+            let causa = std::error::Error::source(&e)
+                .map(|s| s.to_string())
+                .unwrap_or_default();
             format!("valor inválido «{}» para {}: {causa}", valor(), arg())
         }
         ErrorKind::InvalidValue => format!("valor inválido «{}» para {}", valor(), arg()),

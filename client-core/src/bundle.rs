@@ -19,8 +19,8 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::ids::{Cct, CicloEscolar, DocumentId, ZonaClave};
-use crate::model::{escuela, zona, DocKind};
-use crate::store::{hex_heads, parse_heads, DocInfo, Store, StoreError};
+use crate::model::{DocKind, escuela, zona};
+use crate::store::{DocInfo, Store, StoreError, hex_heads, parse_heads};
 
 pub const MAGIC: &[u8; 16] = b"BITACORA-BUNDLE\0";
 pub const VERSION: u32 = 1;
@@ -35,7 +35,9 @@ pub enum BundleError {
     Damaged(String),
     #[error("el paquete es de la versión {0}, que esta versión de Bitácora no conoce")]
     UnknownVersion(u32),
-    #[error("el paquete trae el documento {0}, que no corresponde a este equipo (otra escuela o zona); no se aplicó nada")]
+    #[error(
+        "el paquete trae el documento {0}, que no corresponde a este equipo (otra escuela o zona); no se aplicó nada"
+    )]
     Forbidden(String),
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -70,13 +72,24 @@ impl BundleDoc {
         let bad = |m: &str| BundleError::Damaged(format!("documento {}: {m}", self.id));
         let ciclo = CicloEscolar::parse(&self.ciclo).map_err(|e| bad(&e.to_string()))?;
         let id = match self.tipo {
-            DocKind::Escuela => DocumentId::escuela(&Cct::parse(&self.owner).map_err(|e| bad(&e.to_string()))?, ciclo),
-            DocKind::Zona => DocumentId::zona(&ZonaClave::parse(&self.owner).map_err(|e| bad(&e.to_string()))?, ciclo),
+            DocKind::Escuela => DocumentId::escuela(
+                &Cct::parse(&self.owner).map_err(|e| bad(&e.to_string()))?,
+                ciclo,
+            ),
+            DocKind::Zona => DocumentId::zona(
+                &ZonaClave::parse(&self.owner).map_err(|e| bad(&e.to_string()))?,
+                ciclo,
+            ),
         };
         if id.to_string() != self.id {
             return Err(bad("el id no corresponde a su escuela o zona y ciclo"));
         }
-        Ok(DocInfo { id, kind: self.tipo, owner: self.owner.clone(), ciclo: self.ciclo.clone() })
+        Ok(DocInfo {
+            id,
+            kind: self.tipo,
+            owner: self.owner.clone(),
+            ciclo: self.ciclo.clone(),
+        })
     }
 }
 
@@ -89,7 +102,9 @@ pub struct Bundle {
 impl Bundle {
     pub fn encode(&self) -> Vec<u8> {
         let header = serde_json::to_vec(&self.header).expect("header serialises");
-        let mut out = Vec::with_capacity(16 + 4 + header.len() + self.payloads.iter().map(Vec::len).sum::<usize>() + 32);
+        let mut out = Vec::with_capacity(
+            16 + 4 + header.len() + self.payloads.iter().map(Vec::len).sum::<usize>() + 32,
+        );
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&(header.len() as u32).to_be_bytes());
         out.extend_from_slice(&header);
@@ -110,7 +125,9 @@ impl Bundle {
         }
         let (body, sum) = data.split_at(data.len() - 32);
         if Sha256::digest(body)[..] != *sum {
-            return Err(BundleError::Damaged("la suma de verificación no coincide".into()));
+            return Err(BundleError::Damaged(
+                "la suma de verificación no coincide".into(),
+            ));
         }
         let hlen = u32::from_be_bytes(body[16..20].try_into().expect("4 bytes")) as usize;
         if hlen > MAX_HEADER || 20 + hlen > body.len() {
@@ -124,9 +141,12 @@ impl Bundle {
         let mut rest = &body[20 + hlen..];
         let mut payloads = Vec::with_capacity(header.documentos.len());
         for d in &header.documentos {
-            let n = usize::try_from(d.bytes).ok().filter(|n| *n <= rest.len()).ok_or_else(|| {
-                BundleError::Damaged(format!("faltan datos del documento {}", d.id))
-            })?;
+            let n = usize::try_from(d.bytes)
+                .ok()
+                .filter(|n| *n <= rest.len())
+                .ok_or_else(|| {
+                    BundleError::Damaged(format!("faltan datos del documento {}", d.id))
+                })?;
             payloads.push(rest[..n].to_vec());
             rest = &rest[n..];
         }
@@ -145,10 +165,17 @@ pub async fn exportar(
     origen: &str,
     ahora: i64,
 ) -> Result<Bundle, BundleError> {
-    let mut header = BundleHeader { version: VERSION, creado: ahora, origen: origen.to_string(), documentos: Vec::new() };
+    let mut header = BundleHeader {
+        version: VERSION,
+        creado: ahora,
+        origen: origen.to_string(),
+        documentos: Vec::new(),
+    };
     let mut payloads = Vec::new();
     for (info, desde) in docs {
-        let Some(mut doc) = store.load(&info.id).await? else { continue };
+        let Some(mut doc) = store.load(&info.id).await? else {
+            continue;
+        };
         let payload = doc.save_after(desde);
         header.documentos.push(BundleDoc {
             id: info.id.to_string(),
@@ -189,7 +216,10 @@ pub async fn importar(
     for (d, payload) in bundle.header.documentos.iter().zip(&bundle.payloads) {
         let info = d.info()?;
         if !permitido(&info) {
-            return Err(BundleError::Forbidden(format!("{} ({})", info.owner, info.ciclo)));
+            return Err(BundleError::Forbidden(format!(
+                "{} ({})",
+                info.owner, info.ciclo
+            )));
         }
         let (mut doc, nuevo) = match store.load(&info.id).await? {
             Some(doc) => (doc, false),
@@ -201,20 +231,28 @@ pub async fn importar(
         let despues = doc.get_changes(&[]).len();
         let heads = doc.get_heads();
         let en_espera = doc.get_missing_deps(&heads).len();
-        plan.push((info, nuevo, payload, Importado {
-            id: d.id.clone(),
-            owner: d.owner.clone(),
-            cambios_nuevos: despues - antes,
-            cambios_en_espera: en_espera,
-            heads: hex_heads(&heads),
-        }));
+        plan.push((
+            info,
+            nuevo,
+            payload,
+            Importado {
+                id: d.id.clone(),
+                owner: d.owner.clone(),
+                cambios_nuevos: despues - antes,
+                cambios_en_espera: en_espera,
+                heads: hex_heads(&heads),
+            },
+        ));
     }
     for (info, nuevo, _, _) in &plan {
         if *nuevo {
             store.create(info, &mut genesis_de(info)?, ahora).await?;
         }
     }
-    let items: Vec<(DocumentId, &[u8])> = plan.iter().map(|(i, _, p, _)| (i.id, p.as_slice())).collect();
+    let items: Vec<(DocumentId, &[u8])> = plan
+        .iter()
+        .map(|(i, _, p, _)| (i.id, p.as_slice()))
+        .collect();
     store.append_many(&items).await?;
     Ok(plan.into_iter().map(|(_, _, _, r)| r).collect())
 }
@@ -224,8 +262,12 @@ pub fn genesis_de(info: &DocInfo) -> Result<AutoCommit, BundleError> {
     let bad = |e: crate::ModelError| BundleError::Damaged(e.to_string());
     let ciclo = CicloEscolar::parse(&info.ciclo).map_err(bad)?;
     match info.kind {
-        DocKind::Escuela => escuela::genesis_escuela(&Cct::parse(&info.owner).map_err(bad)?, ciclo).map_err(bad),
-        DocKind::Zona => zona::genesis_zona(&ZonaClave::parse(&info.owner).map_err(bad)?, ciclo).map_err(bad),
+        DocKind::Escuela => {
+            escuela::genesis_escuela(&Cct::parse(&info.owner).map_err(bad)?, ciclo).map_err(bad)
+        }
+        DocKind::Zona => {
+            zona::genesis_zona(&ZonaClave::parse(&info.owner).map_err(bad)?, ciclo).map_err(bad)
+        }
     }
 }
 

@@ -30,10 +30,22 @@ pub struct Catalogo {
 /// Ruta de Mejora Escolar (2014-2019): the four priorities of the Sistema Básico de Mejora
 /// (seed 004).
 const RME_2014: &[Ambito] = &[
-    Ambito { clave: "normalidad_minima", nombre: "Normalidad mínima de operación escolar" },
-    Ambito { clave: "mejora_aprendizajes", nombre: "Mejora de los aprendizajes" },
-    Ambito { clave: "rezago_abandono", nombre: "Rezago y abandono escolar" },
-    Ambito { clave: "convivencia_escolar", nombre: "Convivencia escolar sana, pacífica y formativa" },
+    Ambito {
+        clave: "normalidad_minima",
+        nombre: "Normalidad mínima de operación escolar",
+    },
+    Ambito {
+        clave: "mejora_aprendizajes",
+        nombre: "Mejora de los aprendizajes",
+    },
+    Ambito {
+        clave: "rezago_abandono",
+        nombre: "Rezago y abandono escolar",
+    },
+    Ambito {
+        clave: "convivencia_escolar",
+        nombre: "Convivencia escolar sana, pacífica y formativa",
+    },
 ];
 
 /// Programa Escolar de Mejora Continua (2019 onwards): the eight ámbitos of the diagnóstico.
@@ -42,19 +54,48 @@ const PEMC_2019: &[Ambito] = &[
         clave: "aprovechamiento_asistencia",
         nombre: "Aprovechamiento académico y asistencia de los alumnos",
     },
-    Ambito { clave: "practicas_docentes", nombre: "Prácticas docentes y directivas" },
-    Ambito { clave: "formacion_docente", nombre: "Formación docente" },
-    Ambito { clave: "planes_programas", nombre: "Avance de los planes y programas educativos" },
-    Ambito { clave: "participacion_comunidad", nombre: "Participación de la comunidad" },
-    Ambito { clave: "autoridad_escolar", nombre: "Desempeño de la autoridad escolar" },
-    Ambito { clave: "infraestructura", nombre: "Infraestructura y equipamiento" },
-    Ambito { clave: "carga_administrativa", nombre: "Carga administrativa" },
+    Ambito {
+        clave: "practicas_docentes",
+        nombre: "Prácticas docentes y directivas",
+    },
+    Ambito {
+        clave: "formacion_docente",
+        nombre: "Formación docente",
+    },
+    Ambito {
+        clave: "planes_programas",
+        nombre: "Avance de los planes y programas educativos",
+    },
+    Ambito {
+        clave: "participacion_comunidad",
+        nombre: "Participación de la comunidad",
+    },
+    Ambito {
+        clave: "autoridad_escolar",
+        nombre: "Desempeño de la autoridad escolar",
+    },
+    Ambito {
+        clave: "infraestructura",
+        nombre: "Infraestructura y equipamiento",
+    },
+    Ambito {
+        clave: "carga_administrativa",
+        nombre: "Carga administrativa",
+    },
 ];
 
 /// Every published version, oldest first.
 pub const CATALOGOS: &[Catalogo] = &[
-    Catalogo { version: "rme-2014", desde: 2014, ambitos: RME_2014 },
-    Catalogo { version: "pemc-2019", desde: 2019, ambitos: PEMC_2019 },
+    Catalogo {
+        version: "rme-2014",
+        desde: 2014,
+        ambitos: RME_2014,
+    },
+    Catalogo {
+        version: "pemc-2019",
+        desde: 2019,
+        ambitos: PEMC_2019,
+    },
 ];
 
 impl Catalogo {

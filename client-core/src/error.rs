@@ -31,7 +31,11 @@ pub enum ModelError {
 
 impl ModelError {
     /// Shorthand for [`ModelError::Invalid`].
-    pub fn invalid(campo: &'static str, valor: impl Into<String>, esperado: impl Into<String>) -> Self {
+    pub fn invalid(
+        campo: &'static str,
+        valor: impl Into<String>,
+        esperado: impl Into<String>,
+    ) -> Self {
         ModelError::Invalid {
             campo,
             valor: valor.into(),

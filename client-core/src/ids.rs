@@ -135,7 +135,11 @@ impl CicloEscolar {
     /// The ciclo that contains a date: a cycle runs from August to July.
     pub fn que_contiene(fecha: Fecha) -> CicloEscolar {
         let d = fecha.0;
-        let y = if d.month() >= 8 { d.year() } else { d.year() - 1 };
+        let y = if d.month() >= 8 {
+            d.year()
+        } else {
+            d.year() - 1
+        };
         CicloEscolar {
             inicio: y.clamp(2000, 2099) as u16,
         }
@@ -212,7 +216,9 @@ impl RecordId {
         let t = s.trim();
         if t.is_empty()
             || t.len() > 64
-            || !t.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+            || !t
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
         {
             return Err(ModelError::invalid(
                 "id",
@@ -340,16 +346,38 @@ mod tests {
 
     #[test]
     fn cct_rejects_bad_forms() {
-        for bad in ["", "07DPR0123", "07DPR0123XX", "33DPR0123X", "00DPR0123X", "07D1R0123X", "07DPR01A3X", "07DPR01234"] {
+        for bad in [
+            "",
+            "07DPR0123",
+            "07DPR0123XX",
+            "33DPR0123X",
+            "00DPR0123X",
+            "07D1R0123X",
+            "07DPR01A3X",
+            "07DPR01234",
+        ] {
             let e = Cct::parse(bad).unwrap_err();
-            assert!(matches!(e, ModelError::Invalid { campo: "CCT", .. }), "{bad}");
+            assert!(
+                matches!(e, ModelError::Invalid { campo: "CCT", .. }),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn ciclo_requires_consecutive_years() {
-        assert_eq!(CicloEscolar::parse("2025-2026").unwrap().to_string(), "2025-2026");
-        for bad in ["2025-2027", "2025", "25-26", "2026-2025", "abcd-efgh", "1999-2000"] {
+        assert_eq!(
+            CicloEscolar::parse("2025-2026").unwrap().to_string(),
+            "2025-2026"
+        );
+        for bad in [
+            "2025-2027",
+            "2025",
+            "25-26",
+            "2026-2025",
+            "abcd-efgh",
+            "1999-2000",
+        ] {
             assert!(CicloEscolar::parse(bad).is_err(), "{bad}");
         }
         let f = Fecha::parse("2026-03-01").unwrap();
@@ -358,8 +386,14 @@ mod tests {
 
     #[test]
     fn fechas_in_both_forms() {
-        assert_eq!(Fecha::parse("27/03/2026").unwrap().to_string(), "2026-03-27");
-        assert_eq!(Fecha::parse("2026-03-27").unwrap().to_string(), "2026-03-27");
+        assert_eq!(
+            Fecha::parse("27/03/2026").unwrap().to_string(),
+            "2026-03-27"
+        );
+        assert_eq!(
+            Fecha::parse("2026-03-27").unwrap().to_string(),
+            "2026-03-27"
+        );
         for bad in ["2026-02-30", "30/02/2026", "mañana", "2026/03/27", ""] {
             assert!(Fecha::parse(bad).is_err(), "{bad}");
         }
@@ -371,7 +405,10 @@ mod tests {
         let y = CicloEscolar::parse("2025-2026").unwrap();
         let a = DocumentId::escuela(&c, y);
         assert_eq!(a, DocumentId::escuela(&c, y));
-        assert_ne!(a, DocumentId::escuela(&c, CicloEscolar::parse("2026-2027").unwrap()));
+        assert_ne!(
+            a,
+            DocumentId::escuela(&c, CicloEscolar::parse("2026-2027").unwrap())
+        );
         assert_eq!(DocumentId::parse(&a.url()).unwrap(), a);
         assert!(DocumentId::parse("abc").is_err());
     }

@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::catalogo::Catalogo;
 use crate::ids::Fecha;
-use crate::model::escuela::{Corte, Escuela, CAMPOS_CONCENTRADO};
+use crate::model::escuela::{CAMPOS_CONCENTRADO, Corte, Escuela};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Resumen {
@@ -70,6 +70,9 @@ pub struct Indicador {
     pub campo: String,
     pub nombre: String,
     pub alumnos: u64,
+    /// Groups of the corte that recorded this count (0: nobody recorded it, so `alumnos` is
+    /// "sin registro", not zero).
+    pub grupos_con_registro: usize,
     /// (alumnos / total_alumnos) x 100, one decimal.
     pub porcentaje: f64,
 }
@@ -80,14 +83,30 @@ fn fraccion(a: usize, b: usize) -> f64 {
 
 pub fn resumir(e: &Escuela, conflictos: usize, hoy: Fecha) -> Resumen {
     let catalogo = Catalogo::por_version(&e.catalogo);
-    let ambitos_total = catalogo.map(|c| c.ambitos.len()).unwrap_or(e.diagnostico.len());
-    let ambitos_con_diagnostico = e.diagnostico.iter().filter(|d| !d.texto.trim().is_empty()).count();
-    let ambitos_priorizados = e.diagnostico.iter().filter(|d| d.prioridad.is_some()).count();
+    let ambitos_total = catalogo
+        .map(|c| c.ambitos.len())
+        .unwrap_or(e.diagnostico.len());
+    let ambitos_con_diagnostico = e
+        .diagnostico
+        .iter()
+        .filter(|d| !d.texto.trim().is_empty())
+        .count();
+    let ambitos_priorizados = e
+        .diagnostico
+        .iter()
+        .filter(|d| d.prioridad.is_some())
+        .count();
     let objetivos: Vec<_> = e.objetivos.iter().filter(|o| !o.archivado).collect();
     let metas: Vec<_> = e.metas.iter().filter(|m| !m.archivado).collect();
     let acciones: Vec<_> = e.acciones.iter().filter(|a| !a.archivado).collect();
-    let objetivos_con_meta = objetivos.iter().filter(|o| metas.iter().any(|m| m.objetivo == o.id)).count();
-    let metas_con_accion = metas.iter().filter(|m| acciones.iter().any(|a| a.meta == m.id)).count();
+    let objetivos_con_meta = objetivos
+        .iter()
+        .filter(|o| metas.iter().any(|m| m.objetivo == o.id))
+        .count();
+    let metas_con_accion = metas
+        .iter()
+        .filter(|m| acciones.iter().any(|a| a.meta == m.id))
+        .count();
     let partes = [
         fraccion(ambitos_con_diagnostico, ambitos_total),
         if ambitos_priorizados > 0 { 1.0 } else { 0.0 },
@@ -97,10 +116,23 @@ pub fn resumir(e: &Escuela, conflictos: usize, hoy: Fecha) -> Resumen {
     ];
     let porcentaje = (partes.iter().sum::<f64>() / partes.len() as f64 * 100.0).round() as u32;
 
-    let mut metas_por_logro: BTreeMap<String, usize> =
-        ["cumplida", "avance_significativo", "escaso_o_nulo", "sin_registro"].iter().map(|k| (k.to_string(), 0)).collect();
+    let mut metas_por_logro: BTreeMap<String, usize> = [
+        "cumplida",
+        "avance_significativo",
+        "escaso_o_nulo",
+        "sin_registro",
+    ]
+    .iter()
+    .map(|k| (k.to_string(), 0))
+    .collect();
     for m in &metas {
-        *metas_por_logro.entry(m.nivel_logro.clone().unwrap_or_else(|| "sin_registro".into())).or_default() += 1;
+        *metas_por_logro
+            .entry(
+                m.nivel_logro
+                    .clone()
+                    .unwrap_or_else(|| "sin_registro".into()),
+            )
+            .or_default() += 1;
     }
     let mut acciones_por_estado: BTreeMap<String, usize> = BTreeMap::new();
     for a in &acciones {
@@ -155,8 +187,16 @@ pub fn resumir(e: &Escuela, conflictos: usize, hoy: Fecha) -> Resumen {
 pub fn apoyo(e: &Escuela) -> Option<Apoyo> {
     let corte = [Corte::Cierre, Corte::Intermedio, Corte::Diagnostico]
         .into_iter()
-        .find(|c| e.concentrado.iter().any(|g| g.corte == c.as_str() && g.total_alumnos().is_some()))?;
-    let grupos: Vec<_> = e.concentrado.iter().filter(|g| g.corte == corte.as_str()).collect();
+        .find(|c| {
+            e.concentrado
+                .iter()
+                .any(|g| g.corte == c.as_str() && g.total_alumnos().is_some())
+        })?;
+    let grupos: Vec<_> = e
+        .concentrado
+        .iter()
+        .filter(|g| g.corte == corte.as_str())
+        .collect();
     let total_alumnos: u64 = grupos.iter().filter_map(|g| g.total_alumnos()).sum();
     let indicadores = CAMPOS_CONCENTRADO
         .iter()
@@ -167,14 +207,24 @@ pub fn apoyo(e: &Escuela) -> Option<Apoyo> {
                 campo: campo.to_string(),
                 nombre: nombre.to_string(),
                 alumnos,
+                grupos_con_registro: grupos.iter().filter(|g| g.get(campo).is_some()).count(),
                 porcentaje: porcentaje(alumnos, total_alumnos),
             }
         })
         .collect();
-    Some(Apoyo { corte: corte.as_str().into(), grupos: grupos.len(), total_alumnos, indicadores })
+    Some(Apoyo {
+        corte: corte.as_str().into(),
+        grupos: grupos.len(),
+        total_alumnos,
+        indicadores,
+    })
 }
 
 /// Seed 002's formula, (count / total) x 100, rounded to one decimal; 0 when total is 0.
 pub fn porcentaje(count: u64, total: u64) -> f64 {
-    if total == 0 { 0.0 } else { (count as f64 / total as f64 * 1000.0).round() / 10.0 }
+    if total == 0 {
+        0.0
+    } else {
+        (count as f64 / total as f64 * 1000.0).round() / 10.0
+    }
 }

@@ -34,12 +34,23 @@ pub const COMPACT_AFTER_CHUNKS: i64 = 64;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
-    #[error("el archivo {path} no es una base de datos de Bitácora o está dañado; no se modificó ({detalle})")]
+    #[error(
+        "el archivo {path} no es una base de datos de Bitácora o está dañado; no se modificó ({detalle})"
+    )]
     Corrupt { path: PathBuf, detalle: String },
-    #[error("el documento {doc} guardado en {path} está dañado y no se puede cargar; no se modificó ({detalle})")]
-    CorruptDocument { path: PathBuf, doc: String, detalle: String },
+    #[error(
+        "el documento {doc} guardado en {path} está dañado y no se puede cargar; no se modificó ({detalle})"
+    )]
+    CorruptDocument {
+        path: PathBuf,
+        doc: String,
+        detalle: String,
+    },
     #[error("no se pudo usar el directorio de datos {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("error de la base de datos local: {0}")]
     Sql(#[from] sqlx::Error),
     #[error("no se pudo preparar la base de datos local: {0}")]
@@ -75,24 +86,36 @@ fn is_corruption(e: &sqlx::Error) -> Option<String> {
 }
 
 pub fn hex_heads(heads: &[ChangeHash]) -> String {
-    heads.iter().map(|h| h.to_string()).collect::<Vec<_>>().join(",")
+    heads
+        .iter()
+        .map(|h| h.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 pub fn parse_heads(s: &str) -> Vec<ChangeHash> {
-    s.split(',').filter_map(|h| ChangeHash::from_str(h.trim()).ok()).collect()
+    s.split(',')
+        .filter_map(|h| ChangeHash::from_str(h.trim()).ok())
+        .collect()
 }
 
 impl Store {
     /// Opens (creating if needed) the store in `dir`.
     pub async fn open(dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io { path: dir.to_path_buf(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         let path = dir.join(DB_FILE);
         // Refuse a file that is not SQLite before SQLite touches it.
         if let Ok(bytes) = std::fs::read(&path).map(|b| b.into_iter().take(16).collect::<Vec<u8>>())
             && !bytes.is_empty()
             && bytes.as_slice() != SQLITE_MAGIC
         {
-            return Err(StoreError::Corrupt { path, detalle: "cabecera desconocida".into() });
+            return Err(StoreError::Corrupt {
+                path,
+                detalle: "cabecera desconocida".into(),
+            });
         }
         let opts = SqliteConnectOptions::new()
             .filename(&path)
@@ -102,7 +125,10 @@ impl Store {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(30));
         let corrupt = |e: sqlx::Error, path: &Path| match is_corruption(&e) {
-            Some(detalle) => StoreError::Corrupt { path: path.to_path_buf(), detalle },
+            Some(detalle) => StoreError::Corrupt {
+                path: path.to_path_buf(),
+                detalle,
+            },
             None => StoreError::Sql(e),
         };
         let pool = SqlitePoolOptions::new()
@@ -156,7 +182,12 @@ impl Store {
     }
 
     /// Registers a document and stores its genesis (idempotent: the genesis is deterministic).
-    pub async fn create(&self, info: &DocInfo, genesis: &mut AutoCommit, now: i64) -> Result<(), StoreError> {
+    pub async fn create(
+        &self,
+        info: &DocInfo,
+        genesis: &mut AutoCommit,
+        now: i64,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("INSERT OR IGNORE INTO documents (id, kind, owner, ciclo, created_at) VALUES (?, ?, ?, ?, ?)")
             .bind(info.id.to_string())
@@ -172,9 +203,10 @@ impl Store {
     }
 
     pub async fn documents(&self) -> Result<Vec<DocInfo>, StoreError> {
-        let rows = sqlx::query("SELECT id, kind, owner, ciclo FROM documents ORDER BY created_at, id")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT id, kind, owner, ciclo FROM documents ORDER BY created_at, id")
+                .fetch_all(&self.pool)
+                .await?;
         Ok(rows
             .into_iter()
             .filter_map(|r| {
@@ -202,16 +234,19 @@ impl Store {
         if known.is_none() {
             return Ok(None);
         }
-        let snapshot: Option<Vec<u8>> = sqlx::query_scalar("SELECT data FROM snapshots WHERE doc_id = ?")
-            .bind(id.to_string())
-            .fetch_optional(&mut *conn)
-            .await?;
-        let chunks: Vec<Vec<u8>> = sqlx::query_scalar("SELECT data FROM chunks WHERE doc_id = ? ORDER BY seq")
-            .bind(id.to_string())
-            .fetch_all(&mut *conn)
-            .await?;
+        let snapshot: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT data FROM snapshots WHERE doc_id = ?")
+                .bind(id.to_string())
+                .fetch_optional(&mut *conn)
+                .await?;
+        let chunks: Vec<Vec<u8>> =
+            sqlx::query_scalar("SELECT data FROM chunks WHERE doc_id = ? ORDER BY seq")
+                .bind(id.to_string())
+                .fetch_all(&mut *conn)
+                .await?;
         drop(conn);
-        self.assemble(id, snapshot.as_deref(), chunks.iter().map(Vec::as_slice)).map(Some)
+        self.assemble(id, snapshot.as_deref(), chunks.iter().map(Vec::as_slice))
+            .map(Some)
     }
 
     fn assemble<'a>(
@@ -266,10 +301,11 @@ impl Store {
     /// folded, in one transaction that holds the write lock throughout.
     pub async fn compact(&self, id: &DocumentId) -> Result<(), StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let snapshot: Option<Vec<u8>> = sqlx::query_scalar("SELECT data FROM snapshots WHERE doc_id = ?")
-            .bind(id.to_string())
-            .fetch_optional(&mut *tx)
-            .await?;
+        let snapshot: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT data FROM snapshots WHERE doc_id = ?")
+                .bind(id.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
         let rows = sqlx::query("SELECT seq, data FROM chunks WHERE doc_id = ? ORDER BY seq")
             .bind(id.to_string())
             .fetch_all(&mut *tx)
@@ -304,16 +340,24 @@ impl Store {
         let rows = sqlx::query("SELECT doc_id, COUNT(*) AS n FROM chunks GROUP BY doc_id")
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows.into_iter().map(|r| (r.get("doc_id"), r.get("n"))).collect())
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.get("doc_id"), r.get("n")))
+            .collect())
     }
 
     /// Runs SQLite's integrity check; `Ok(())` when the file is sound.
     pub async fn integrity_check(&self) -> Result<(), StoreError> {
-        let r: String = sqlx::query_scalar("PRAGMA integrity_check").fetch_one(&self.pool).await?;
+        let r: String = sqlx::query_scalar("PRAGMA integrity_check")
+            .fetch_one(&self.pool)
+            .await?;
         if r == "ok" {
             Ok(())
         } else {
-            Err(StoreError::Corrupt { path: self.path.clone(), detalle: r })
+            Err(StoreError::Corrupt {
+                path: self.path.clone(),
+                detalle: r,
+            })
         }
     }
 
@@ -341,8 +385,8 @@ async fn insert_chunk(
 mod tests {
     use super::*;
     use crate::ids::{Cct, CicloEscolar, RecordId};
-    use crate::model::escuela::{self, NuevoAcuerdo};
     use crate::model::Ctx;
+    use crate::model::escuela::{self, NuevoAcuerdo};
 
     fn info() -> (DocInfo, AutoCommit) {
         let cct = Cct::parse("07DPR0123X").unwrap();
@@ -362,22 +406,49 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).await.unwrap();
         let actor = store.actor().await.unwrap();
-        assert_eq!(store.actor().await.unwrap(), actor, "actor is generated once");
+        assert_eq!(
+            store.actor().await.unwrap(),
+            actor,
+            "actor is generated once"
+        );
         let (info, mut g) = info();
         store.create(&info, &mut g, 1).await.unwrap();
-        let mut doc = store.load(&info.id).await.unwrap().unwrap().with_actor(actor);
-        let ctx = Ctx { ahora: 1_700_000_000, autor: Some("Ana") };
+        let mut doc = store
+            .load(&info.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .with_actor(actor);
+        let ctx = Ctx {
+            ahora: 1_700_000_000,
+            autor: Some("Ana"),
+        };
         for i in 0..(COMPACT_AFTER_CHUNKS + 5) {
             let before = doc.get_heads();
-            let a = NuevoAcuerdo { texto: format!("acuerdo {i}"), responsables: vec![], fecha_compromiso: None, sesion_origen: None };
-            escuela::agregar_acuerdo(&mut doc, &ctx, &RecordId::from_random(i as u64 + 1), &a).unwrap();
-            store.append(&info.id, &doc.save_after(&before)).await.unwrap();
+            let a = NuevoAcuerdo {
+                texto: format!("acuerdo {i}"),
+                responsables: vec![],
+                fecha_compromiso: None,
+                sesion_origen: None,
+            };
+            escuela::agregar_acuerdo(&mut doc, &ctx, &RecordId::from_random(i as u64 + 1), &a)
+                .unwrap();
+            store
+                .append(&info.id, &doc.save_after(&before))
+                .await
+                .unwrap();
         }
         let counts = store.chunk_counts().await.unwrap();
-        assert!(counts.get(&info.id.to_string()).copied().unwrap_or(0) < COMPACT_AFTER_CHUNKS, "compacted");
+        assert!(
+            counts.get(&info.id.to_string()).copied().unwrap_or(0) < COMPACT_AFTER_CHUNKS,
+            "compacted"
+        );
         let mut again = store.load(&info.id).await.unwrap().unwrap();
         assert_eq!(again.get_heads(), doc.get_heads());
-        assert_eq!(escuela::leer(&again).unwrap().acuerdos.len(), COMPACT_AFTER_CHUNKS as usize + 5);
+        assert_eq!(
+            escuela::leer(&again).unwrap().acuerdos.len(),
+            COMPACT_AFTER_CHUNKS as usize + 5
+        );
         store.integrity_check().await.unwrap();
     }
 
@@ -385,7 +456,11 @@ mod tests {
     async fn a_file_that_is_not_sqlite_is_refused_and_left_alone() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(DB_FILE);
-        std::fs::write(&path, b"esto no es una base de datos, son las notas de la maestra").unwrap();
+        std::fs::write(
+            &path,
+            b"esto no es una base de datos, son las notas de la maestra",
+        )
+        .unwrap();
         let before = std::fs::read(&path).unwrap();
         let err = Store::open(dir.path()).await.unwrap_err();
         assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");

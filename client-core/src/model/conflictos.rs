@@ -4,10 +4,10 @@
 //! as a new operation that supersedes all of them.
 
 use automerge::transaction::Transactable;
-use automerge::{AutoCommit, ObjType, ReadDoc, ScalarValue, Value, ROOT};
+use automerge::{AutoCommit, ObjType, ROOT, ReadDoc, ScalarValue, Value};
 use serde::Serialize;
 
-use super::{cambio, en_conflicto, escuela::leer_autores, Ctx, ObjId};
+use super::{Ctx, ObjId, cambio, en_conflicto, escuela::leer_autores};
 use crate::error::ModelError;
 
 /// One conflicting key.
@@ -57,7 +57,11 @@ pub fn listar(doc: &AutoCommit) -> Vec<Conflicto> {
     let mut pila: Vec<(String, ObjId)> = vec![(String::new(), ROOT)];
     while let Some((ruta, obj)) = pila.pop() {
         for key in doc.keys(&obj).collect::<Vec<_>>() {
-            let sub = if ruta.is_empty() { key.clone() } else { format!("{ruta}/{key}") };
+            let sub = if ruta.is_empty() {
+                key.clone()
+            } else {
+                format!("{ruta}/{key}")
+            };
             if en_conflicto(doc, &obj, &key) {
                 let valores = doc
                     .get_all(&obj, key.as_str())
@@ -65,10 +69,17 @@ pub fn listar(doc: &AutoCommit) -> Vec<Conflicto> {
                     .iter()
                     .map(|(v, id)| {
                         let actor = actor_de(id);
-                        ValorEnConflicto { valor: a_json(doc, v, id), autor: autores.get(&actor).cloned(), actor }
+                        ValorEnConflicto {
+                            valor: a_json(doc, v, id),
+                            autor: autores.get(&actor).cloned(),
+                            actor,
+                        }
                     })
                     .collect();
-                out.push(Conflicto { ruta: sub.clone(), valores });
+                out.push(Conflicto {
+                    ruta: sub.clone(),
+                    valores,
+                });
             }
             if let Ok(Some((Value::Object(ObjType::Map), child))) = doc.get(&obj, key.as_str()) {
                 pila.push((sub, child));
@@ -80,9 +91,20 @@ pub fn listar(doc: &AutoCommit) -> Vec<Conflicto> {
 }
 
 /// Resolves the conflict at `ruta` by choosing option `opcion` (1-based, as listed).
-pub fn resolver(doc: &mut AutoCommit, ctx: &Ctx<'_>, ruta: &str, opcion: usize) -> Result<(), ModelError> {
-    let no_hay = || ModelError::NotFound { tipo: "conflicto", id: ruta.to_string() };
-    let (padre, key) = ruta.rsplit_once('/').map(|(p, k)| (Some(p), k)).unwrap_or((None, ruta));
+pub fn resolver(
+    doc: &mut AutoCommit,
+    ctx: &Ctx<'_>,
+    ruta: &str,
+    opcion: usize,
+) -> Result<(), ModelError> {
+    let no_hay = || ModelError::NotFound {
+        tipo: "conflicto",
+        id: ruta.to_string(),
+    };
+    let (padre, key) = ruta
+        .rsplit_once('/')
+        .map(|(p, k)| (Some(p), k))
+        .unwrap_or((None, ruta));
     let mut obj = ROOT;
     for seg in padre.into_iter().flat_map(|p| p.split('/')) {
         obj = match doc.get(&obj, seg)? {
@@ -99,7 +121,13 @@ pub fn resolver(doc: &mut AutoCommit, ctx: &Ctx<'_>, ruta: &str, opcion: usize) 
         .into_iter()
         .nth(opcion.wrapping_sub(1))
         .map(|(v, id)| (v.into_owned(), id))
-        .ok_or_else(|| ModelError::invalid("opción", opcion.to_string(), format!("se espera un número de 1 a {n}")))?;
+        .ok_or_else(|| {
+            ModelError::invalid(
+                "opción",
+                opcion.to_string(),
+                format!("se espera un número de 1 a {n}"),
+            )
+        })?;
     let texto = match &elegido {
         Value::Object(ObjType::Text) => Some(doc.text(&id)?),
         Value::Object(_) => {

@@ -9,13 +9,13 @@
 use std::collections::BTreeMap;
 
 use automerge::transaction::Transactable;
-use automerge::{AutoCommit, ObjType, ReadDoc, ROOT};
+use automerge::{AutoCommit, ObjType, ROOT, ReadDoc};
 use serde::Serialize;
 
 use super::{
-    archivar, cambio, coleccion_obj, crear_registro, creado, en_conflicto, escribir, genesis, get_bool, get_f64,
-    get_set, get_str, get_text, get_u64, mapa, registro, registros, schema_version, Campo, Ctx, DocKind, ObjId,
-    SCHEMA_VERSION,
+    Campo, Ctx, DocKind, ObjId, SCHEMA_VERSION, archivar, cambio, coleccion_obj, creado,
+    crear_registro, en_conflicto, escribir, genesis, get_bool, get_f64, get_set, get_str, get_text,
+    get_u64, mapa, registro, registros, schema_version,
 };
 use crate::catalogo::Catalogo;
 use crate::error::ModelError;
@@ -87,7 +87,10 @@ pub const CAMPOS_CONCENTRADO: &[(&str, &str)] = &[
     ("apoyo_matematicas", "requieren apoyo en matemáticas"),
     ("faltan_constantemente", "faltan constantemente"),
     ("no_se_involucran", "no se involucran en clase"),
-    ("dificultad_relacionarse", "dificultad para autorregularse o relacionarse"),
+    (
+        "dificultad_relacionarse",
+        "dificultad para autorregularse o relacionarse",
+    ),
 ];
 
 /// Keys whose sum cannot exceed the students of the group: the outcome categories.
@@ -274,7 +277,9 @@ fn catalogo_de(doc: &AutoCommit) -> &'static Catalogo {
         .and_then(|v| Catalogo::por_version(&v))
         .unwrap_or_else(|| {
             let ciclo = get_str(doc, &ROOT, "ciclo").and_then(|c| CicloEscolar::parse(&c).ok());
-            Catalogo::para_ciclo(ciclo.unwrap_or_else(|| CicloEscolar::parse("2019-2020").expect("literal")))
+            Catalogo::para_ciclo(
+                ciclo.unwrap_or_else(|| CicloEscolar::parse("2019-2020").expect("literal")),
+            )
         })
 }
 
@@ -305,26 +310,35 @@ pub fn leer(doc: &AutoCommit) -> Result<Escuela, ModelError> {
             ambito,
         })
         .collect();
-    let orden = |k: &str| catalogo.ambitos.iter().position(|a| a.clave == k).unwrap_or(usize::MAX);
+    let orden = |k: &str| {
+        catalogo
+            .ambitos
+            .iter()
+            .position(|a| a.clave == k)
+            .unwrap_or(usize::MAX)
+    };
     diagnostico.sort_by_key(|d| orden(&d.ambito));
 
-    let mut seguimiento: Vec<Seguimiento> = leer_coleccion(doc, &pemc, "seguimiento", |doc, id, obj| Seguimiento {
-        id,
-        meta: get_str(doc, obj, "meta"),
-        accion: get_str(doc, obj, "accion"),
-        fecha: fecha_opt(doc, obj, "fecha"),
-        nivel_logro: get_str(doc, obj, "nivel_logro"),
-        evidencia: get_text(doc, obj, "evidencia"),
-        registrado_por: get_str(doc, obj, "registrado_por"),
-        creado: creado(doc, obj),
-        archivado: get_bool(doc, obj, "archivado"),
-    });
+    let mut seguimiento: Vec<Seguimiento> =
+        leer_coleccion(doc, &pemc, "seguimiento", |doc, id, obj| Seguimiento {
+            id,
+            meta: get_str(doc, obj, "meta"),
+            accion: get_str(doc, obj, "accion"),
+            fecha: fecha_opt(doc, obj, "fecha"),
+            nivel_logro: get_str(doc, obj, "nivel_logro"),
+            evidencia: get_text(doc, obj, "evidencia"),
+            registrado_por: get_str(doc, obj, "registrado_por"),
+            creado: creado(doc, obj),
+            archivado: get_bool(doc, obj, "archivado"),
+        });
     seguimiento.sort_by(|a, b| (&a.fecha, a.creado, &a.id).cmp(&(&b.fecha, b.creado, &b.id)));
 
     let metas = leer_coleccion(doc, &pemc, "metas", |doc, id, obj| {
         let nivel_logro = seguimiento
             .iter()
-            .filter(|s| !s.archivado && s.meta.as_deref() == Some(id.as_str()) && s.nivel_logro.is_some())
+            .filter(|s| {
+                !s.archivado && s.meta.as_deref() == Some(id.as_str()) && s.nivel_logro.is_some()
+            })
             .next_back()
             .and_then(|s| s.nivel_logro.clone());
         Meta {
@@ -388,15 +402,24 @@ pub(crate) fn leer_coleccion<T>(
     nombre: &str,
     f: impl Fn(&AutoCommit, String, &ObjId) -> T,
 ) -> Vec<T> {
-    let Ok(coll) = mapa(doc, padre, nombre) else { return Vec::new() };
-    let mut items: Vec<(i64, String, ObjId)> =
-        registros(doc, &coll).into_iter().map(|(id, obj)| (creado(doc, &obj), id, obj)).collect();
+    let Ok(coll) = mapa(doc, padre, nombre) else {
+        return Vec::new();
+    };
+    let mut items: Vec<(i64, String, ObjId)> = registros(doc, &coll)
+        .into_iter()
+        .map(|(id, obj)| (creado(doc, &obj), id, obj))
+        .collect();
     items.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-    items.into_iter().map(|(_, id, obj)| f(doc, id, &obj)).collect()
+    items
+        .into_iter()
+        .map(|(_, id, obj)| f(doc, id, &obj))
+        .collect()
 }
 
 pub(crate) fn leer_autores(doc: &AutoCommit) -> BTreeMap<String, String> {
-    let Ok(autores) = mapa(doc, &ROOT, "autores") else { return BTreeMap::new() };
+    let Ok(autores) = mapa(doc, &ROOT, "autores") else {
+        return BTreeMap::new();
+    };
     doc.keys(&autores)
         .filter_map(|k| get_str(doc, &autores, &k).map(|v| (k, v)))
         .collect()
@@ -404,37 +427,47 @@ pub(crate) fn leer_autores(doc: &AutoCommit) -> BTreeMap<String, String> {
 
 /// Sesiones at the root (shared by the school and the zone document).
 pub(crate) fn leer_sesiones(doc: &AutoCommit) -> Result<Vec<Sesion>, ModelError> {
-    Ok(leer_coleccion(doc, &ROOT, "sesiones", |doc, id, obj| Sesion {
-        id,
-        fase: get_str(doc, obj, "fase").unwrap_or_default(),
-        numero: get_u64(doc, obj, "numero"),
-        fecha: fecha_opt(doc, obj, "fecha"),
-        asistentes: get_set(doc, obj, "asistentes"),
-        proposito: get_text(doc, obj, "proposito"),
-        productos: get_text(doc, obj, "productos"),
-        practicas: get_text(doc, obj, "practicas"),
-        creado: creado(doc, obj),
-        archivado: get_bool(doc, obj, "archivado"),
+    Ok(leer_coleccion(doc, &ROOT, "sesiones", |doc, id, obj| {
+        Sesion {
+            id,
+            fase: get_str(doc, obj, "fase").unwrap_or_default(),
+            numero: get_u64(doc, obj, "numero"),
+            fecha: fecha_opt(doc, obj, "fecha"),
+            asistentes: get_set(doc, obj, "asistentes"),
+            proposito: get_text(doc, obj, "proposito"),
+            productos: get_text(doc, obj, "productos"),
+            practicas: get_text(doc, obj, "practicas"),
+            creado: creado(doc, obj),
+            archivado: get_bool(doc, obj, "archivado"),
+        }
     }))
 }
 
 /// Acuerdos at the root (shared by the school and the zone document).
 pub(crate) fn leer_acuerdos(doc: &AutoCommit) -> Result<Vec<Acuerdo>, ModelError> {
-    Ok(leer_coleccion(doc, &ROOT, "acuerdos", |doc, id, obj| Acuerdo {
-        id,
-        texto: get_text(doc, obj, "texto"),
-        responsables: get_set(doc, obj, "responsables"),
-        fecha_compromiso: fecha_opt(doc, obj, "fecha_compromiso"),
-        sesion_origen: get_str(doc, obj, "sesion_origen"),
-        estado: get_str(doc, obj, "estado").unwrap_or_else(|| "pendiente".into()),
-        sesion_revision: get_str(doc, obj, "sesion_revision"),
-        en_conflicto: ["estado", "fecha_compromiso", "sesion_origen", "sesion_revision", "archivado"]
+    Ok(leer_coleccion(doc, &ROOT, "acuerdos", |doc, id, obj| {
+        Acuerdo {
+            id,
+            texto: get_text(doc, obj, "texto"),
+            responsables: get_set(doc, obj, "responsables"),
+            fecha_compromiso: fecha_opt(doc, obj, "fecha_compromiso"),
+            sesion_origen: get_str(doc, obj, "sesion_origen"),
+            estado: get_str(doc, obj, "estado").unwrap_or_else(|| "pendiente".into()),
+            sesion_revision: get_str(doc, obj, "sesion_revision"),
+            en_conflicto: [
+                "estado",
+                "fecha_compromiso",
+                "sesion_origen",
+                "sesion_revision",
+                "archivado",
+            ]
             .into_iter()
             .filter(|k| en_conflicto(doc, obj, k))
             .map(String::from)
             .collect(),
-        creado: creado(doc, obj),
-        archivado: get_bool(doc, obj, "archivado"),
+            creado: creado(doc, obj),
+            archivado: get_bool(doc, obj, "archivado"),
+        }
     }))
 }
 
@@ -447,20 +480,34 @@ fn leer_concentrado(doc: &AutoCommit) -> Result<Vec<Concentrado>, ModelError> {
     let mut grupos: BTreeMap<(u64, String, String), Concentrado> = BTreeMap::new();
     for key in doc.keys(&obj) {
         let mut parts = key.splitn(3, '.');
-        let (Some(gg), Some(corte), Some(campo)) = (parts.next(), parts.next(), parts.next()) else { continue };
+        let (Some(gg), Some(corte), Some(campo)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
         let split = gg.find(|c: char| !c.is_ascii_digit()).unwrap_or(gg.len());
-        let Ok(grado) = gg[..split].parse::<u64>() else { continue };
-        let Some(n) = get_u64(doc, &obj, &key) else { continue };
+        let Ok(grado) = gg[..split].parse::<u64>() else {
+            continue;
+        };
+        let Some(n) = get_u64(doc, &obj, &key) else {
+            continue;
+        };
         let grupo = gg[split..].to_string();
         grupos
             .entry((grado, grupo.clone(), corte.to_string()))
-            .or_insert_with(|| Concentrado { grado, grupo, corte: corte.to_string(), conteos: BTreeMap::new() })
+            .or_insert_with(|| Concentrado {
+                grado,
+                grupo,
+                corte: corte.to_string(),
+                conteos: BTreeMap::new(),
+            })
             .conteos
             .insert(campo.to_string(), n);
     }
     let orden = |c: &str| Corte::parse(c).map(|c| c as usize).unwrap_or(usize::MAX);
     let mut v: Vec<Concentrado> = grupos.into_values().collect();
-    v.sort_by(|a, b| (orden(&a.corte), a.grado, &a.grupo).cmp(&(orden(&b.corte), b.grado, &b.grupo)));
+    v.sort_by(|a, b| {
+        (orden(&a.corte), a.grado, &a.grupo).cmp(&(orden(&b.corte), b.grado, &b.grupo))
+    });
     Ok(v)
 }
 
@@ -479,7 +526,11 @@ fn nombres(campo: &'static str, v: &[String]) -> Result<Vec<String>, ModelError>
     for n in v {
         let t = n.trim();
         if t.is_empty() || t.chars().count() > 120 {
-            return Err(ModelError::invalid(campo, n, "se espera un nombre de 1 a 120 caracteres"));
+            return Err(ModelError::invalid(
+                campo,
+                n,
+                "se espera un nombre de 1 a 120 caracteres",
+            ));
         }
         if !out.iter().any(|o| o == t) {
             out.push(t.to_string());
@@ -490,7 +541,12 @@ fn nombres(campo: &'static str, v: &[String]) -> Result<Vec<String>, ModelError>
 
 /// Records the school's name and zone (set by `init`; a later different value is a conflict
 /// visible to everyone until resolved).
-pub fn registrar(doc: &mut AutoCommit, ctx: &Ctx<'_>, nombre: &str, zona: &str) -> Result<(), ModelError> {
+pub fn registrar(
+    doc: &mut AutoCommit,
+    ctx: &Ctx<'_>,
+    nombre: &str,
+    zona: &str,
+) -> Result<(), ModelError> {
     no_vacio("nombre de la escuela", nombre)?;
     cambio(doc, ctx, "Datos de la escuela registrados", |doc| {
         escribir(doc, &ROOT, "nombre", Campo::Str(nombre.trim()))?;
@@ -517,16 +573,21 @@ pub fn diagnostico(
             format!("se espera un número de 1 a {}", cat.ambitos.len()),
         ));
     }
-    cambio(doc, ctx, &format!("Diagnóstico editado: {}", a.clave), |doc| {
-        let obj = registro_diagnostico(doc, a.clave)?;
-        if let Some(t) = texto {
-            escribir(doc, &obj, "texto", Campo::Texto(t))?;
-        }
-        if let Some(p) = prioridad {
-            escribir(doc, &obj, "prioridad", Campo::Uint(p))?;
-        }
-        Ok(())
-    })
+    cambio(
+        doc,
+        ctx,
+        &format!("Diagnóstico editado: {}", a.clave),
+        |doc| {
+            let obj = registro_diagnostico(doc, a.clave)?;
+            if let Some(t) = texto {
+                escribir(doc, &obj, "texto", Campo::Texto(t))?;
+            }
+            if let Some(p) = prioridad {
+                escribir(doc, &obj, "prioridad", Campo::Uint(p))?;
+            }
+            Ok(())
+        },
+    )
 }
 
 fn registro_diagnostico(doc: &AutoCommit, clave: &str) -> Result<ObjId, ModelError> {
@@ -542,11 +603,20 @@ pub struct NuevoObjetivo {
     pub ambitos: Vec<String>,
 }
 
-pub fn agregar_objetivo(doc: &mut AutoCommit, ctx: &Ctx<'_>, id: &RecordId, o: &NuevoObjetivo) -> Result<(), ModelError> {
+pub fn agregar_objetivo(
+    doc: &mut AutoCommit,
+    ctx: &Ctx<'_>,
+    id: &RecordId,
+    o: &NuevoObjetivo,
+) -> Result<(), ModelError> {
     no_vacio("texto del objetivo", &o.texto)?;
     let cat = catalogo_de(doc);
     if o.ambitos.is_empty() {
-        return Err(ModelError::invalid("ámbito", "", "indique al menos un ámbito del objetivo"));
+        return Err(ModelError::invalid(
+            "ámbito",
+            "",
+            "indique al menos un ámbito del objetivo",
+        ));
     }
     let ambitos = o
         .ambitos
@@ -583,14 +653,21 @@ pub struct NuevaMeta {
 
 fn numero(campo: &'static str, v: Option<f64>) -> Result<(), ModelError> {
     match v {
-        Some(f) if !f.is_finite() || f < 0.0 => {
-            Err(ModelError::invalid(campo, f.to_string(), "se espera un número mayor o igual a 0"))
-        }
+        Some(f) if !f.is_finite() || f < 0.0 => Err(ModelError::invalid(
+            campo,
+            f.to_string(),
+            "se espera un número mayor o igual a 0",
+        )),
         _ => Ok(()),
     }
 }
 
-pub fn agregar_meta(doc: &mut AutoCommit, ctx: &Ctx<'_>, id: &RecordId, m: &NuevaMeta) -> Result<(), ModelError> {
+pub fn agregar_meta(
+    doc: &mut AutoCommit,
+    ctx: &Ctx<'_>,
+    id: &RecordId,
+    m: &NuevaMeta,
+) -> Result<(), ModelError> {
     no_vacio("descripción de la meta", &m.descripcion)?;
     numero("línea base", m.linea_base)?;
     numero("valor meta", m.valor_meta)?;
@@ -629,22 +706,27 @@ pub fn registrar_logro(
     registro(doc, "pemc/metas", "meta", meta)?;
     let actor = doc.get_actor().to_hex_string();
     let fecha = fecha.to_string();
-    cambio(doc, ctx, &format!("Logro de la meta {meta}: {}", nivel.as_str()), |doc| {
-        crear_registro(
-            doc,
-            ctx,
-            "pemc/seguimiento",
-            id,
-            &[
-                ("meta", Campo::Str(meta.as_str())),
-                ("nivel_logro", Campo::Str(nivel.as_str())),
-                ("evidencia", Campo::Texto(evidencia.trim())),
-                ("fecha", Campo::Str(&fecha)),
-                ("registrado_por", Campo::Str(&actor)),
-            ],
-        )
-        .map(|_| ())
-    })
+    cambio(
+        doc,
+        ctx,
+        &format!("Logro de la meta {meta}: {}", nivel.as_str()),
+        |doc| {
+            crear_registro(
+                doc,
+                ctx,
+                "pemc/seguimiento",
+                id,
+                &[
+                    ("meta", Campo::Str(meta.as_str())),
+                    ("nivel_logro", Campo::Str(nivel.as_str())),
+                    ("evidencia", Campo::Texto(evidencia.trim())),
+                    ("fecha", Campo::Str(&fecha)),
+                    ("registrado_por", Campo::Str(&actor)),
+                ],
+            )
+            .map(|_| ())
+        },
+    )
 }
 
 /// A new acción of a meta.
@@ -659,17 +741,29 @@ pub struct NuevaAccion {
     pub fin: Option<Fecha>,
 }
 
-pub fn agregar_accion(doc: &mut AutoCommit, ctx: &Ctx<'_>, id: &RecordId, a: &NuevaAccion) -> Result<(), ModelError> {
+pub fn agregar_accion(
+    doc: &mut AutoCommit,
+    ctx: &Ctx<'_>,
+    id: &RecordId,
+    a: &NuevaAccion,
+) -> Result<(), ModelError> {
     no_vacio("descripción de la acción", &a.descripcion)?;
     numero("costo", a.costo)?;
     let responsables = nombres("responsable", &a.responsables)?;
     if let (Some(i), Some(f)) = (a.inicio, a.fin)
         && f < i
     {
-        return Err(ModelError::invalid("fecha de fin", f.to_string(), format!("no puede ser anterior al inicio ({i})")));
+        return Err(ModelError::invalid(
+            "fecha de fin",
+            f.to_string(),
+            format!("no puede ser anterior al inicio ({i})"),
+        ));
     }
     registro(doc, "pemc/metas", "meta", &a.meta)?;
-    let (inicio, fin) = (a.inicio.map(|f| f.to_string()), a.fin.map(|f| f.to_string()));
+    let (inicio, fin) = (
+        a.inicio.map(|f| f.to_string()),
+        a.fin.map(|f| f.to_string()),
+    );
     cambio(doc, ctx, &format!("Acción agregada: {id}"), |doc| {
         let mut campos = vec![
             ("meta", Campo::Str(a.meta.as_str())),
@@ -691,11 +785,19 @@ pub fn agregar_accion(doc: &mut AutoCommit, ctx: &Ctx<'_>, id: &RecordId, a: &Nu
     })
 }
 
-pub fn estado_accion(doc: &mut AutoCommit, ctx: &Ctx<'_>, id: &RecordId, estado: EstadoAccion) -> Result<(), ModelError> {
+pub fn estado_accion(
+    doc: &mut AutoCommit,
+    ctx: &Ctx<'_>,
+    id: &RecordId,
+    estado: EstadoAccion,
+) -> Result<(), ModelError> {
     let obj = registro(doc, "pemc/acciones", "acción", id)?;
-    cambio(doc, ctx, &format!("Estado de la acción {id}: {}", estado.as_str()), |doc| {
-        escribir(doc, &obj, "estado", Campo::Str(estado.as_str()))
-    })
+    cambio(
+        doc,
+        ctx,
+        &format!("Estado de la acción {id}: {}", estado.as_str()),
+        |doc| escribir(doc, &obj, "estado", Campo::Str(estado.as_str())),
+    )
 }
 
 /// A new CTE (or CTZ) session.
@@ -710,7 +812,12 @@ pub struct NuevaSesion {
     pub practicas: String,
 }
 
-pub fn agregar_sesion(doc: &mut AutoCommit, ctx: &Ctx<'_>, id: &RecordId, s: &NuevaSesion) -> Result<(), ModelError> {
+pub fn agregar_sesion(
+    doc: &mut AutoCommit,
+    ctx: &Ctx<'_>,
+    id: &RecordId,
+    s: &NuevaSesion,
+) -> Result<(), ModelError> {
     let max = match s.fase {
         Fase::Intensiva => 5,
         Fase::Ordinaria => 8,
@@ -720,29 +827,37 @@ pub fn agregar_sesion(doc: &mut AutoCommit, ctx: &Ctx<'_>, id: &RecordId, s: &Nu
         return Err(ModelError::invalid(
             "número de sesión",
             s.numero.to_string(),
-            format!("la fase {} tiene sesiones de la 1 a la {max}", s.fase.as_str()),
+            format!(
+                "la fase {} tiene sesiones de la 1 a la {max}",
+                s.fase.as_str()
+            ),
         ));
     }
     let asistentes = nombres("asistente", &s.asistentes)?;
     let fecha = s.fecha.to_string();
-    cambio(doc, ctx, &format!("Sesión agregada: {id} ({} {})", s.fase.as_str(), s.numero), |doc| {
-        crear_registro(
-            doc,
-            ctx,
-            "sesiones",
-            id,
-            &[
-                ("fase", Campo::Str(s.fase.as_str())),
-                ("numero", Campo::Uint(s.numero)),
-                ("fecha", Campo::Str(&fecha)),
-                ("asistentes", Campo::Conjunto(&asistentes)),
-                ("proposito", Campo::Texto(s.proposito.trim())),
-                ("productos", Campo::Texto(s.productos.trim())),
-                ("practicas", Campo::Texto(s.practicas.trim())),
-            ],
-        )
-        .map(|_| ())
-    })
+    cambio(
+        doc,
+        ctx,
+        &format!("Sesión agregada: {id} ({} {})", s.fase.as_str(), s.numero),
+        |doc| {
+            crear_registro(
+                doc,
+                ctx,
+                "sesiones",
+                id,
+                &[
+                    ("fase", Campo::Str(s.fase.as_str())),
+                    ("numero", Campo::Uint(s.numero)),
+                    ("fecha", Campo::Str(&fecha)),
+                    ("asistentes", Campo::Conjunto(&asistentes)),
+                    ("proposito", Campo::Texto(s.proposito.trim())),
+                    ("productos", Campo::Texto(s.productos.trim())),
+                    ("practicas", Campo::Texto(s.practicas.trim())),
+                ],
+            )
+            .map(|_| ())
+        },
+    )
 }
 
 /// Edits the free texts of a session (products and practices are written during the session,
@@ -775,7 +890,12 @@ pub struct NuevoAcuerdo {
     pub sesion_origen: Option<RecordId>,
 }
 
-pub fn agregar_acuerdo(doc: &mut AutoCommit, ctx: &Ctx<'_>, id: &RecordId, a: &NuevoAcuerdo) -> Result<(), ModelError> {
+pub fn agregar_acuerdo(
+    doc: &mut AutoCommit,
+    ctx: &Ctx<'_>,
+    id: &RecordId,
+    a: &NuevoAcuerdo,
+) -> Result<(), ModelError> {
     no_vacio("texto del acuerdo", &a.texto)?;
     let responsables = nombres("responsable", &a.responsables)?;
     if let Some(s) = &a.sesion_origen {
@@ -800,12 +920,20 @@ pub fn agregar_acuerdo(doc: &mut AutoCommit, ctx: &Ctx<'_>, id: &RecordId, a: &N
 
 /// Replaces an acuerdo's text. The difference is applied as character splices, so another
 /// replica's concurrent edit of other characters survives the merge.
-pub fn editar_texto_acuerdo(doc: &mut AutoCommit, ctx: &Ctx<'_>, id: &RecordId, texto: &str) -> Result<(), ModelError> {
+pub fn editar_texto_acuerdo(
+    doc: &mut AutoCommit,
+    ctx: &Ctx<'_>,
+    id: &RecordId,
+    texto: &str,
+) -> Result<(), ModelError> {
     no_vacio("texto del acuerdo", texto)?;
     let obj = registro(doc, "acuerdos", "acuerdo", id)?;
-    cambio(doc, ctx, &format!("Texto del acuerdo editado: {id}"), |doc| {
-        escribir(doc, &obj, "texto", Campo::Texto(texto))
-    })
+    cambio(
+        doc,
+        ctx,
+        &format!("Texto del acuerdo editado: {id}"),
+        |doc| escribir(doc, &obj, "texto", Campo::Texto(texto)),
+    )
 }
 
 /// Changes responsables and/or due date of an acuerdo.
@@ -817,7 +945,9 @@ pub fn editar_acuerdo(
     fecha_compromiso: Option<Fecha>,
 ) -> Result<(), ModelError> {
     let obj = registro(doc, "acuerdos", "acuerdo", id)?;
-    let responsables = responsables.map(|r| nombres("responsable", r)).transpose()?;
+    let responsables = responsables
+        .map(|r| nombres("responsable", r))
+        .transpose()?;
     let fecha = fecha_compromiso.map(|f| f.to_string());
     cambio(doc, ctx, &format!("Acuerdo editado: {id}"), |doc| {
         if let Some(r) = &responsables {
@@ -842,13 +972,18 @@ pub fn estado_acuerdo(
     if let Some(s) = sesion_revision {
         registro(doc, "sesiones", "sesión", s)?;
     }
-    cambio(doc, ctx, &format!("Estado del acuerdo {id}: {}", estado.as_str()), |doc| {
-        escribir(doc, &obj, "estado", Campo::Str(estado.as_str()))?;
-        if let Some(s) = sesion_revision {
-            escribir(doc, &obj, "sesion_revision", Campo::Str(s.as_str()))?;
-        }
-        Ok(())
-    })
+    cambio(
+        doc,
+        ctx,
+        &format!("Estado del acuerdo {id}: {}", estado.as_str()),
+        |doc| {
+            escribir(doc, &obj, "estado", Campo::Str(estado.as_str()))?;
+            if let Some(s) = sesion_revision {
+                escribir(doc, &obj, "sesion_revision", Campo::Str(s.as_str()))?;
+            }
+            Ok(())
+        },
+    )
 }
 
 /// The collections whose records can be archived, by the name the CLI uses.
@@ -873,21 +1008,36 @@ pub fn archivar_registro(
     id: &RecordId,
     archivado: bool,
 ) -> Result<(), ModelError> {
-    let (coll, nombre) = coleccion_de(tipo)
-        .ok_or_else(|| ModelError::invalid("tipo de registro", tipo, "objetivo, meta, accion, seguimiento, sesion, acuerdo o practica"))?;
+    let (coll, nombre) = coleccion_de(tipo).ok_or_else(|| {
+        ModelError::invalid(
+            "tipo de registro",
+            tipo,
+            "objetivo, meta, accion, seguimiento, sesion, acuerdo o practica",
+        )
+    })?;
     registro(doc, coll, nombre, id)?;
     let verbo = if archivado { "archivado" } else { "restaurado" };
-    cambio(doc, ctx, &format!("Registro {verbo}: {tipo} {id}"), |doc| archivar(doc, coll, nombre, id, archivado))
+    cambio(doc, ctx, &format!("Registro {verbo}: {tipo} {id}"), |doc| {
+        archivar(doc, coll, nombre, id, archivado)
+    })
 }
 
 /// Grade and group of a concentrado, e.g. 3 and "A".
 pub fn validar_grupo(grado: i64, grupo: &str) -> Result<(u64, String), ModelError> {
     if !(1..=6).contains(&grado) {
-        return Err(ModelError::invalid("grado", grado.to_string(), "se espera un grado de 1 a 6"));
+        return Err(ModelError::invalid(
+            "grado",
+            grado.to_string(),
+            "se espera un grado de 1 a 6",
+        ));
     }
     let g = grupo.trim().to_uppercase();
     if g.is_empty() || g.len() > 3 || !g.chars().all(|c| c.is_ascii_alphabetic()) {
-        return Err(ModelError::invalid("grupo", grupo, "se espera la letra del grupo, p. ej. A"));
+        return Err(ModelError::invalid(
+            "grupo",
+            grupo,
+            "se espera la letra del grupo, p. ej. A",
+        ));
     }
     Ok((grado as u64, g))
 }
@@ -905,40 +1055,72 @@ pub fn concentrado_set(
 ) -> Result<Concentrado, ModelError> {
     let (grado, grupo) = validar_grupo(grado, grupo)?;
     if valores.is_empty() {
-        return Err(ModelError::invalid("conteos", "", "indique al menos un conteo"));
+        return Err(ModelError::invalid(
+            "conteos",
+            "",
+            "indique al menos un conteo",
+        ));
     }
     let mut c = leer_concentrado(doc)?
         .into_iter()
         .find(|c| c.grado == grado && c.grupo == grupo && c.corte == corte.as_str())
-        .unwrap_or_else(|| Concentrado { grado, grupo: grupo.clone(), corte: corte.as_str().into(), ..Default::default() });
+        .unwrap_or_else(|| Concentrado {
+            grado,
+            grupo: grupo.clone(),
+            corte: corte.as_str().into(),
+            ..Default::default()
+        });
     for (campo, v) in valores {
         let (k, _) = CAMPOS_CONCENTRADO
             .iter()
             .find(|(k, _)| k == campo)
-            .ok_or_else(|| ModelError::invalid("campo del concentrado", *campo, "campo desconocido"))?;
+            .ok_or_else(|| {
+                ModelError::invalid("campo del concentrado", *campo, "campo desconocido")
+            })?;
         if *v < 0 || *v > 100_000 {
-            return Err(ModelError::invalid(k, v.to_string(), "se espera un número entero de alumnos, 0 o mayor"));
+            return Err(ModelError::invalid(
+                k,
+                v.to_string(),
+                "se espera un número entero de alumnos, 0 o mayor",
+            ));
         }
         c.conteos.insert(k.to_string(), *v as u64);
     }
     validar_concentrado(&c)?;
-    cambio(doc, ctx, &format!("Concentrado {grado}{grupo} ({}) actualizado", corte.as_str()), |doc| {
-        let obj = mapa(doc, &ROOT, "concentrado")?;
-        for (campo, v) in valores {
-            escribir(doc, &obj, &clave_concentrado(grado, &grupo, corte, campo), Campo::Uint(*v as u64))?;
-        }
-        Ok(())
-    })?;
+    cambio(
+        doc,
+        ctx,
+        &format!(
+            "Concentrado {grado}{grupo} ({}) actualizado",
+            corte.as_str()
+        ),
+        |doc| {
+            let obj = mapa(doc, &ROOT, "concentrado")?;
+            for (campo, v) in valores {
+                escribir(
+                    doc,
+                    &obj,
+                    &clave_concentrado(grado, &grupo, corte, campo),
+                    Campo::Uint(*v as u64),
+                )?;
+            }
+            Ok(())
+        },
+    )?;
     Ok(c)
 }
 
 /// The consistency rules of a group's counts (seed 002).
 pub fn validar_concentrado(c: &Concentrado) -> Result<(), ModelError> {
-    let otros = c.conteos.keys().any(|k| k != "inscritos_inicio" && k != "inscritos_fin");
+    let otros = c
+        .conteos
+        .keys()
+        .any(|k| k != "inscritos_inicio" && k != "inscritos_fin");
     let Some(total) = c.total_alumnos() else {
         if otros {
             return Err(ModelError::Inconsistent(
-                "registre primero el número de alumnos (--inscritos-inicio o --inscritos-fin)".into(),
+                "registre primero el número de alumnos (--inscritos-inicio o --inscritos-fin)"
+                    .into(),
             ));
         }
         return Ok(());

@@ -17,7 +17,7 @@ pub mod historial;
 pub mod zona;
 
 use automerge::transaction::{CommitOptions, Transactable};
-use automerge::{ActorId, AutoCommit, ObjType, ReadDoc, ScalarValue, Value, ROOT};
+use automerge::{ActorId, AutoCommit, ObjType, ROOT, ReadDoc, ScalarValue, Value};
 use sha2::{Digest, Sha256};
 
 use crate::error::ModelError;
@@ -79,7 +79,11 @@ pub(crate) fn genesis(
 ) -> Result<AutoCommit, ModelError> {
     let mut doc = AutoCommit::new().with_actor(genesis_actor(id));
     build(&mut doc)?;
-    doc.commit_with(CommitOptions::default().with_time(0).with_message("génesis"));
+    doc.commit_with(
+        CommitOptions::default()
+            .with_time(0)
+            .with_message("génesis"),
+    );
     Ok(doc)
 }
 
@@ -107,7 +111,9 @@ pub fn cambio<T>(
 }
 
 fn registrar_autor(doc: &mut AutoCommit, ctx: &Ctx<'_>) -> Result<(), ModelError> {
-    let Some(nombre) = ctx.autor else { return Ok(()) };
+    let Some(nombre) = ctx.autor else {
+        return Ok(());
+    };
     let autores = mapa(doc, &ROOT, "autores")?;
     let actor = doc.get_actor().to_hex_string();
     if get_str(doc, &autores, &actor).as_deref() != Some(nombre) {
@@ -240,7 +246,12 @@ pub(crate) enum Campo<'a> {
 }
 
 /// Writes one field of a record. Text and sets are updated in place when they exist.
-pub(crate) fn escribir(doc: &mut AutoCommit, obj: &ObjId, key: &str, campo: Campo<'_>) -> Result<(), ModelError> {
+pub(crate) fn escribir(
+    doc: &mut AutoCommit,
+    obj: &ObjId,
+    key: &str,
+    campo: Campo<'_>,
+) -> Result<(), ModelError> {
     match campo {
         Campo::Texto(t) => match doc.get(obj, key)? {
             Some((Value::Object(ObjType::Text), id)) => doc.update_text(&id, t)?,
@@ -301,7 +312,9 @@ pub(crate) fn crear_registro(
 ) -> Result<ObjId, ModelError> {
     let coll = coleccion_obj(doc, coleccion)?;
     if doc.get(&coll, id.as_str())?.is_some() {
-        return Err(ModelError::Inconsistent(format!("el id «{id}» ya existe en {coleccion}")));
+        return Err(ModelError::Inconsistent(format!(
+            "el id «{id}» ya existe en {coleccion}"
+        )));
     }
     let obj = doc.put_object(&coll, id.as_str(), ObjType::Map)?;
     doc.put(&obj, "creado", ScalarValue::Timestamp(ctx.ahora * 1000))?;
@@ -331,7 +344,10 @@ pub(crate) fn registro(
     let coll = coleccion_obj(doc, coleccion)?;
     match doc.get(&coll, id.as_str())? {
         Some((Value::Object(ObjType::Map), obj)) => Ok(obj),
-        _ => Err(ModelError::NotFound { tipo, id: id.to_string() }),
+        _ => Err(ModelError::NotFound {
+            tipo,
+            id: id.to_string(),
+        }),
     }
 }
 

@@ -8,8 +8,11 @@ use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ObjType, ROOT};
 use serde::Serialize;
 
-use super::escuela::{leer_acuerdos, leer_autores, leer_coleccion, leer_sesiones, Acuerdo, Sesion};
-use super::{cambio, crear_registro, genesis, get_bool, get_str, get_text, schema_version, Campo, Ctx, DocKind, SCHEMA_VERSION};
+use super::escuela::{Acuerdo, Sesion, leer_acuerdos, leer_autores, leer_coleccion, leer_sesiones};
+use super::{
+    Campo, Ctx, DocKind, SCHEMA_VERSION, cambio, crear_registro, genesis, get_bool, get_str,
+    get_text, schema_version,
+};
 use crate::catalogo::Catalogo;
 use crate::error::ModelError;
 use crate::ids::{Cct, CicloEscolar, DocumentId, RecordId, ZonaClave};
@@ -96,23 +99,36 @@ pub fn agregar_practica(
     ambito: Option<&str>,
 ) -> Result<(), ModelError> {
     if titulo.trim().is_empty() {
-        return Err(ModelError::invalid("título de la práctica", titulo, "no puede estar vacío"));
+        return Err(ModelError::invalid(
+            "título de la práctica",
+            titulo,
+            "no puede estar vacío",
+        ));
     }
     let ciclo = get_str(doc, &ROOT, "ciclo").and_then(|c| CicloEscolar::parse(&c).ok());
     let ambito = match (ambito, ciclo) {
         (Some(a), Some(c)) => Some(Catalogo::para_ciclo(c).ambito(a)?.clave),
-        (Some(a), None) => return Err(ModelError::Shape(format!("no se puede validar el ámbito {a}: falta el ciclo"))),
+        (Some(a), None) => {
+            return Err(ModelError::Shape(format!(
+                "no se puede validar el ámbito {a}: falta el ciclo"
+            )));
+        }
         (None, _) => None,
     };
-    cambio(doc, ctx, &format!("Práctica compartida: {id} ({escuela})"), |doc| {
-        let mut campos = vec![
-            ("escuela", Campo::Str(escuela.as_str())),
-            ("titulo", Campo::Str(titulo.trim())),
-            ("descripcion", Campo::Texto(descripcion.trim())),
-        ];
-        if let Some(a) = ambito {
-            campos.push(("ambito", Campo::Str(a)));
-        }
-        crear_registro(doc, ctx, "practicas", id, &campos).map(|_| ())
-    })
+    cambio(
+        doc,
+        ctx,
+        &format!("Práctica compartida: {id} ({escuela})"),
+        |doc| {
+            let mut campos = vec![
+                ("escuela", Campo::Str(escuela.as_str())),
+                ("titulo", Campo::Str(titulo.trim())),
+                ("descripcion", Campo::Texto(descripcion.trim())),
+            ];
+            if let Some(a) = ambito {
+                campos.push(("ambito", Campo::Str(a)));
+            }
+            crear_registro(doc, ctx, "practicas", id, &campos).map(|_| ())
+        },
+    )
 }
