@@ -3,6 +3,7 @@
 //! - [`ids`] and [`catalogo`]: domain newtypes parsed once at the edge, and the versioned
 //!   catalogue of ámbitos.
 //! - [`model`]: the typed school and zone documents over automerge; pure, no I/O.
+//! - [`protocol`]: the automerge-repo wire codec and sync state machine; pure, no I/O.
 //! - [`resumen`]: the school's own summary, computed from a read document.
 //! - [`store`]: the local store (SQLite through sqlx): snapshots plus change chunks, crash-safe.
 //! - [`bundle`]: the file format that carries changes on a USB stick.
@@ -14,6 +15,7 @@ pub mod catalogo;
 pub mod error;
 pub mod ids;
 pub mod model;
+pub mod protocol;
 pub mod resumen;
 pub mod store;
 

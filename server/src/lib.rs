@@ -1,0 +1,4 @@
+//! `bitacora-server`: the zone server.
+pub mod auth;
+pub mod config;
+pub mod db;
