@@ -336,10 +336,9 @@ pub fn leer(doc: &AutoCommit) -> Result<Escuela, ModelError> {
     let metas = leer_coleccion(doc, &pemc, "metas", |doc, id, obj| {
         let nivel_logro = seguimiento
             .iter()
-            .filter(|s| {
+            .rfind(|s| {
                 !s.archivado && s.meta.as_deref() == Some(id.as_str()) && s.nivel_logro.is_some()
             })
-            .next_back()
             .and_then(|s| s.nivel_logro.clone());
         Meta {
             objetivo: get_str(doc, obj, "objetivo").unwrap_or_default(),
