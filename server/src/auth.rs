@@ -11,7 +11,7 @@ use std::path::Path;
 
 use bitacora_core::model::DocKind;
 use bitacora_core::store::DocInfo;
-use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -46,7 +46,13 @@ pub enum Rol {
 }
 
 impl Rol {
-    pub const TODOS: [Rol; 5] = [Rol::Docente, Rol::Director, Rol::Supervisor, Rol::Atp, Rol::Admin];
+    pub const TODOS: [Rol; 5] = [
+        Rol::Docente,
+        Rol::Director,
+        Rol::Supervisor,
+        Rol::Atp,
+        Rol::Admin,
+    ];
 
     pub fn parse(s: &str) -> Option<Rol> {
         Some(match s {
@@ -108,7 +114,12 @@ impl Principal {
             (Some(cct), true) => db.zona_de_escuela(cct).await?,
             _ => u.zona.clone(),
         };
-        Ok(Principal { usuario: u.id.clone(), rol, cct: u.cct.clone(), zona })
+        Ok(Principal {
+            usuario: u.id.clone(),
+            rol,
+            cct: u.cct.clone(),
+            zona,
+        })
     }
 }
 
@@ -123,7 +134,10 @@ pub struct Keys {
 
 impl std::fmt::Debug for Keys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Keys").field("alg", &self.alg).field("issuer", &self.issuer).finish_non_exhaustive()
+        f.debug_struct("Keys")
+            .field("alg", &self.alg)
+            .field("issuer", &self.issuer)
+            .finish_non_exhaustive()
     }
 }
 
@@ -136,7 +150,9 @@ impl Keys {
             "HS256" => {
                 let secret = match &cfg.secret {
                     Some(s) => s.clone(),
-                    None => generated_secret(data_dir).map_err(|e| bad(format!("jwt-secret: {e}")))?,
+                    None => {
+                        generated_secret(data_dir).map_err(|e| bad(format!("jwt-secret: {e}")))?
+                    }
                 };
                 if secret.expose().len() < 32 {
                     return Err(bad("the HS256 secret must be at least 32 bytes".into()));
@@ -148,24 +164,53 @@ impl Keys {
                 )
             }
             "EdDSA" | "RS256" => {
-                let alg = if cfg.algorithm == "EdDSA" { Algorithm::EdDSA } else { Algorithm::RS256 };
-                let public = cfg.public_key_file.as_ref().ok_or_else(|| bad("jwt.public_key_file is required".into()))?;
-                let pem = std::fs::read(public).map_err(|e| bad(format!("{}: {e}", public.display())))?;
-                let decoding = if alg == Algorithm::EdDSA { DecodingKey::from_ed_pem(&pem) } else { DecodingKey::from_rsa_pem(&pem) }
-                    .map_err(|e| bad(format!("public key: {e}")))?;
+                let alg = if cfg.algorithm == "EdDSA" {
+                    Algorithm::EdDSA
+                } else {
+                    Algorithm::RS256
+                };
+                let public = cfg
+                    .public_key_file
+                    .as_ref()
+                    .ok_or_else(|| bad("jwt.public_key_file is required".into()))?;
+                let pem =
+                    std::fs::read(public).map_err(|e| bad(format!("{}: {e}", public.display())))?;
+                let decoding = if alg == Algorithm::EdDSA {
+                    DecodingKey::from_ed_pem(&pem)
+                } else {
+                    DecodingKey::from_rsa_pem(&pem)
+                }
+                .map_err(|e| bad(format!("public key: {e}")))?;
                 let encoding = match &cfg.private_key_file {
                     Some(p) => {
-                        let pem = std::fs::read(p).map_err(|e| bad(format!("{}: {e}", p.display())))?;
-                        Some(if alg == Algorithm::EdDSA { EncodingKey::from_ed_pem(&pem) } else { EncodingKey::from_rsa_pem(&pem) }
-                            .map_err(|e| bad(format!("private key: {e}")))?)
+                        let pem =
+                            std::fs::read(p).map_err(|e| bad(format!("{}: {e}", p.display())))?;
+                        Some(
+                            if alg == Algorithm::EdDSA {
+                                EncodingKey::from_ed_pem(&pem)
+                            } else {
+                                EncodingKey::from_rsa_pem(&pem)
+                            }
+                            .map_err(|e| bad(format!("private key: {e}")))?,
+                        )
                     }
                     None => None,
                 };
                 (alg, decoding, encoding)
             }
-            other => return Err(bad(format!("unsupported jwt.algorithm `{other}` (HS256, EdDSA or RS256)"))),
+            other => {
+                return Err(bad(format!(
+                    "unsupported jwt.algorithm `{other}` (HS256, EdDSA or RS256)"
+                )));
+            }
         };
-        Ok(Keys { alg, decoding, encoding, issuer: cfg.issuer.clone(), audience: cfg.audience.clone() })
+        Ok(Keys {
+            alg,
+            decoding,
+            encoding,
+            issuer: cfg.issuer.clone(),
+            audience: cfg.audience.clone(),
+        })
     }
 
     pub fn algorithm(&self) -> Algorithm {
@@ -182,7 +227,10 @@ impl Keys {
 
     /// Signs claims (admin `token emitir`).
     pub fn issue(&self, claims: &Claims) -> Result<String, AuthError> {
-        let key = self.encoding.as_ref().ok_or_else(|| AuthError::Config("no private key configured to sign tokens".into()))?;
+        let key = self
+            .encoding
+            .as_ref()
+            .ok_or_else(|| AuthError::Config("no private key configured to sign tokens".into()))?;
         encode(&Header::new(self.alg), claims, key).map_err(|e| AuthError::Config(e.to_string()))
     }
 
@@ -194,7 +242,9 @@ impl Keys {
         v.set_audience(&[&self.audience]);
         v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         v.leeway = 30;
-        decode::<Claims>(token, &self.decoding, &v).map(|d| d.claims).map_err(|e| AuthError::Invalid(e.to_string()))
+        decode::<Claims>(token, &self.decoding, &v)
+            .map(|d| d.claims)
+            .map_err(|e| AuthError::Invalid(e.to_string()))
     }
 
     /// Full authentication: a valid token, issued here, not revoked, of an existing user whose
@@ -224,7 +274,11 @@ fn generated_secret(dir: &Path) -> std::io::Result<Secret> {
     {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
         f.write_all(s.as_bytes())?;
         f.sync_all()?;
     }
@@ -255,7 +309,11 @@ pub enum Acceso {
 pub fn acceso(p: &Principal, doc: &DocInfo, zona_del_documento: Option<&str>) -> Acceso {
     let misma_zona = p.zona.is_some() && p.zona.as_deref() == zona_del_documento;
     match (doc.kind, p.rol) {
-        (DocKind::Escuela, Rol::Docente | Rol::Director) if p.cct.as_deref() == Some(doc.owner.as_str()) => Acceso::Escritura,
+        (DocKind::Escuela, Rol::Docente | Rol::Director)
+            if p.cct.as_deref() == Some(doc.owner.as_str()) =>
+        {
+            Acceso::Escritura
+        }
         (DocKind::Escuela, Rol::Supervisor) if misma_zona => Acceso::Escritura,
         (DocKind::Escuela, Rol::Atp) if misma_zona => Acceso::Lectura,
         (DocKind::Zona, Rol::Director | Rol::Supervisor) if misma_zona => Acceso::Escritura,
@@ -270,7 +328,12 @@ mod tests {
     use bitacora_core::ids::DocumentId;
 
     fn doc(kind: DocKind, owner: &str) -> DocInfo {
-        DocInfo { id: DocumentId::from_bytes([0; 16]), kind, owner: owner.into(), ciclo: "2025-2026".into() }
+        DocInfo {
+            id: DocumentId::from_bytes([0; 16]),
+            kind,
+            owner: owner.into(),
+            ciclo: "2025-2026".into(),
+        }
     }
 
     #[test]
@@ -284,15 +347,34 @@ mod tests {
         let escuela_a = doc(DocKind::Escuela, "07DPR0001A");
         let zona_1 = doc(DocKind::Zona, "ZONA1");
         let docente = p(Rol::Docente, Some("07DPR0001A"), "ZONA1");
-        assert_eq!(acceso(&docente, &escuela_a, Some("ZONA1")), Acceso::Escritura);
-        assert_eq!(acceso(&docente, &doc(DocKind::Escuela, "07DPR0002B"), Some("ZONA1")), Acceso::Ninguno);
+        assert_eq!(
+            acceso(&docente, &escuela_a, Some("ZONA1")),
+            Acceso::Escritura
+        );
+        assert_eq!(
+            acceso(
+                &docente,
+                &doc(DocKind::Escuela, "07DPR0002B"),
+                Some("ZONA1")
+            ),
+            Acceso::Ninguno
+        );
         assert_eq!(acceso(&docente, &zona_1, Some("ZONA1")), Acceso::Lectura);
         let atp = p(Rol::Atp, None, "ZONA1");
         assert_eq!(acceso(&atp, &escuela_a, Some("ZONA1")), Acceso::Lectura);
         assert_eq!(acceso(&atp, &escuela_a, Some("ZONA2")), Acceso::Ninguno);
         let admin = p(Rol::Admin, None, "ZONA1");
         assert_eq!(acceso(&admin, &zona_1, Some("ZONA1")), Acceso::Ninguno);
-        let sin_zona = Principal { usuario: "x".into(), rol: Rol::Supervisor, cct: None, zona: None };
-        assert_eq!(acceso(&sin_zona, &zona_1, None), Acceso::Ninguno, "None == None is not a match");
+        let sin_zona = Principal {
+            usuario: "x".into(),
+            rol: Rol::Supervisor,
+            cct: None,
+            zona: None,
+        };
+        assert_eq!(
+            acceso(&sin_zona, &zona_1, None),
+            Acceso::Ninguno,
+            "None == None is not a match"
+        );
     }
 }

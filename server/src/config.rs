@@ -6,8 +6,8 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 /// A value that must never be printed.
@@ -92,7 +92,10 @@ impl Default for Config {
                 issuer: "bitacora".into(),
                 audience: "bitacora-sync".into(),
             },
-            limits: Limits { max_message_bytes: 16 * 1024 * 1024, max_body_bytes: 1024 * 1024 },
+            limits: Limits {
+                max_message_bytes: 16 * 1024 * 1024,
+                max_body_bytes: 1024 * 1024,
+            },
             ping_interval_secs: 20,
             idle_timeout_secs: 90,
             cache_budget_bytes: 256 * 1024 * 1024,
@@ -103,8 +106,8 @@ impl Default for Config {
 
 impl Config {
     /// Defaults, then the TOML file if given, then the environment.
-    pub fn load(file: Option<&Path>) -> Result<Config, figment::Error> {
-        Self::figment(file).extract()
+    pub fn load(file: Option<&Path>) -> Result<Config, Box<figment::Error>> {
+        Self::figment(file).extract().map_err(Box::new)
     }
 
     pub fn figment(file: Option<&Path>) -> Figment {
@@ -112,7 +115,11 @@ impl Config {
         if let Some(p) = file {
             f = f.merge(Toml::file_exact(p));
         }
-        f.merge(Env::prefixed("BITACORA_").split("__").ignore(&["config", "test_database_url", "data_dir_cli"]))
+        f.merge(Env::prefixed("BITACORA_").split("__").ignore(&[
+            "config",
+            "test_database_url",
+            "data_dir_cli",
+        ]))
     }
 
     /// The database URL to use: the configured one, or the SQLite file in the data directory.
@@ -134,15 +141,22 @@ mod tests {
         c.jwt.secret = Some(Secret::new("super-secreto"));
         c.database_url = Some(Secret::new("postgres://u:clave@h/db"));
         let dbg = format!("{c:?}");
-        assert!(!dbg.contains("super-secreto") && !dbg.contains("clave"), "{dbg}");
+        assert!(
+            !dbg.contains("super-secreto") && !dbg.contains("clave"),
+            "{dbg}"
+        );
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's closure signature
     fn layers_file_then_env() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("b.toml", "listen = \"127.0.0.1:9000\"\n[limits]\nmax_message_bytes = 1000\n")?;
+            jail.create_file(
+                "b.toml",
+                "listen = \"127.0.0.1:9000\"\n[limits]\nmax_message_bytes = 1000\n",
+            )?;
             jail.set_env("BITACORA_LIMITS__MAX_MESSAGE_BYTES", "2000");
-            let c = Config::load(Some(Path::new("b.toml")))?;
+            let c = Config::load(Some(Path::new("b.toml"))).map_err(|e| *e)?;
             assert_eq!(c.listen.port(), 9000);
             assert_eq!(c.limits.max_message_bytes, 2000);
             assert_eq!(c.jwt.algorithm, "HS256");

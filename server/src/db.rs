@@ -127,7 +127,10 @@ impl Database {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(30));
-        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(opts).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(opts)
+            .await?;
         Ok(Database::Sqlite(pool))
     }
 
@@ -165,6 +168,16 @@ impl Database {
         on!(self, p => p.close().await)
     }
 
+    /// A server-wide value, created with `default` the first time (first writer wins, so
+    /// several processes on one database agree).
+    pub async fn meta_or_init(&self, key: &str, default: &str) -> Result<String, DbError> {
+        on!(self, p => sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+            .bind(key).bind(default).execute(p).await.map(|_| ()))?;
+        Ok(
+            on!(self, p => sqlx::query_scalar("SELECT value FROM meta WHERE key = $1").bind(key).fetch_one(p).await?),
+        )
+    }
+
     // -----------------------------------------------------------------------------------------
     // Zones, schools, users, tokens, actors.
 
@@ -187,11 +200,15 @@ impl Database {
 
     /// The zone of a school, if the school is registered.
     pub async fn zona_de_escuela(&self, cct: &str) -> Result<Option<String>, DbError> {
-        Ok(on!(self, p => sqlx::query_scalar("SELECT zona FROM escuelas WHERE cct = $1").bind(cct).fetch_optional(p).await?))
+        Ok(
+            on!(self, p => sqlx::query_scalar("SELECT zona FROM escuelas WHERE cct = $1").bind(cct).fetch_optional(p).await?),
+        )
     }
 
     pub async fn escuelas_de_zona(&self, zona: &str) -> Result<Vec<(String, String)>, DbError> {
-        Ok(on!(self, p => sqlx::query_as("SELECT cct, nombre FROM escuelas WHERE zona = $1 ORDER BY cct").bind(zona).fetch_all(p).await?))
+        Ok(
+            on!(self, p => sqlx::query_as("SELECT cct, nombre FROM escuelas WHERE zona = $1 ORDER BY cct").bind(zona).fetch_all(p).await?),
+        )
     }
 
     pub async fn add_usuario(&self, u: &Usuario) -> Result<bool, DbError> {
@@ -201,10 +218,18 @@ impl Database {
     }
 
     pub async fn usuario(&self, id: &str) -> Result<Option<Usuario>, DbError> {
-        Ok(on!(self, p => sqlx::query("SELECT id, nombre, rol, cct, zona FROM usuarios WHERE id = $1").bind(id).fetch_optional(p).await?.map(|r| usuario_de_fila(&r))))
+        Ok(
+            on!(self, p => sqlx::query("SELECT id, nombre, rol, cct, zona FROM usuarios WHERE id = $1").bind(id).fetch_optional(p).await?.map(|r| usuario_de_fila(&r))),
+        )
     }
 
-    pub async fn add_token(&self, jti: &str, usuario: &str, emitido: i64, expira: i64) -> Result<(), DbError> {
+    pub async fn add_token(
+        &self,
+        jti: &str,
+        usuario: &str,
+        emitido: i64,
+        expira: i64,
+    ) -> Result<(), DbError> {
         on!(self, p => sqlx::query("INSERT INTO tokens (jti, usuario, emitido, expira) VALUES ($1, $2, $3, $4)")
             .bind(jti).bind(usuario).bind(emitido).bind(expira).execute(p).await.map(|_| ()))?;
         Ok(())
@@ -235,8 +260,10 @@ impl Database {
 
     /// The user an actor is enrolled to.
     pub async fn actor_usuario(&self, actor: &str) -> Result<Option<Usuario>, DbError> {
-        Ok(on!(self, p => sqlx::query("SELECT u.id, u.nombre, u.rol, u.cct, u.zona FROM actores a JOIN usuarios u ON u.id = a.usuario WHERE a.actor = $1")
-            .bind(actor).fetch_optional(p).await?.map(|r| usuario_de_fila(&r))))
+        Ok(
+            on!(self, p => sqlx::query("SELECT u.id, u.nombre, u.rol, u.cct, u.zona FROM actores a JOIN usuarios u ON u.id = a.usuario WHERE a.actor = $1")
+            .bind(actor).fetch_optional(p).await?.map(|r| usuario_de_fila(&r))),
+        )
     }
 
     // -----------------------------------------------------------------------------------------
@@ -258,7 +285,12 @@ impl Database {
     }
 
     fn info_de(id: String, tipo: String, owner: String, ciclo: String) -> Option<DocInfo> {
-        Some(DocInfo { id: DocumentId::parse(&id).ok()?, kind: DocKind::parse(&tipo)?, owner, ciclo })
+        Some(DocInfo {
+            id: DocumentId::parse(&id).ok()?,
+            kind: DocKind::parse(&tipo)?,
+            owner,
+            ciclo,
+        })
     }
 
     pub async fn document(&self, id: &DocumentId) -> Result<Option<DocInfo>, DbError> {
@@ -270,7 +302,10 @@ impl Database {
     pub async fn documents(&self) -> Result<Vec<DocInfo>, DbError> {
         let rows: Vec<(String, String, String, String)> = on!(self, p => sqlx::query_as("SELECT id, tipo, owner, ciclo FROM documentos ORDER BY tipo, owner, ciclo")
             .fetch_all(p).await?);
-        Ok(rows.into_iter().filter_map(|(i, t, o, c)| Self::info_de(i, t, o, c)).collect())
+        Ok(rows
+            .into_iter()
+            .filter_map(|(i, t, o, c)| Self::info_de(i, t, o, c))
+            .collect())
     }
 
     pub async fn load(&self, id: &DocumentId) -> Result<Stored, DbError> {
@@ -301,12 +336,17 @@ impl Database {
     }
 
     /// Folds the snapshot and the chunks into a new snapshot with `fold`, deleting exactly the
-    /// chunks folded. `fold` gets (snapshot, chunks) and returns (snapshot bytes, heads).
-    pub async fn compact(
+    /// chunks folded. `fold` gets (snapshot, chunks) and returns (snapshot bytes, heads); it
+    /// runs while the per-document lock is held, so it should move CPU work to the blocking
+    /// pool.
+    pub async fn compact<F>(
         &self,
         id: &DocumentId,
-        fold: impl FnOnce(Option<&[u8]>, &[Vec<u8>]) -> Result<(Vec<u8>, String), DbError>,
-    ) -> Result<(), DbError> {
+        fold: impl FnOnce(Option<Vec<u8>>, Vec<Vec<u8>>) -> F,
+    ) -> Result<(), DbError>
+    where
+        F: std::future::Future<Output = Result<(Vec<u8>, String), DbError>>,
+    {
         let id = id.to_string();
         macro_rules! body {
             ($tx:ident) => {{
@@ -318,7 +358,7 @@ impl Database {
                     return Ok(());
                 }
                 let chunks: Vec<Vec<u8>> = rows.iter().map(|r| r.1.clone()).collect();
-                let (data, heads) = fold(snapshot.as_deref(), &chunks)?;
+                let (data, heads) = fold(snapshot, chunks).await?;
                 let max_seq = rows.iter().map(|r| r.0).max().unwrap_or(0);
                 sqlx::query("INSERT INTO snapshots (doc_id, data, heads, max_seq, creado) VALUES ($1, $2, $3, $4, $5) \
                              ON CONFLICT (doc_id) DO UPDATE SET data = excluded.data, heads = excluded.heads, max_seq = excluded.max_seq, creado = excluded.creado")
@@ -336,7 +376,10 @@ impl Database {
             }
             Database::Postgres(p) => {
                 let mut tx = p.begin().await?;
-                sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))").bind(&id).execute(&mut *tx).await?;
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await?;
                 body!(tx)
             }
         }
@@ -344,22 +387,35 @@ impl Database {
     }
 
     pub async fn chunk_count(&self, id: &DocumentId) -> Result<i64, DbError> {
-        Ok(on!(self, p => sqlx::query_scalar("SELECT COUNT(*) FROM chunks WHERE doc_id = $1").bind(id.to_string()).fetch_one(p).await?))
+        Ok(
+            on!(self, p => sqlx::query_scalar("SELECT COUNT(*) FROM chunks WHERE doc_id = $1").bind(id.to_string()).fetch_one(p).await?),
+        )
     }
 
     // -----------------------------------------------------------------------------------------
     // Sync state per (peer storage id, document).
 
-    pub async fn save_sync_state(&self, peer: &str, id: &DocumentId, state: &[u8]) -> Result<(), DbError> {
+    pub async fn save_sync_state(
+        &self,
+        peer: &str,
+        id: &DocumentId,
+        state: &[u8],
+    ) -> Result<(), DbError> {
         on!(self, p => sqlx::query("INSERT INTO sync_states (peer, doc_id, state, updated) VALUES ($1, $2, $3, $4) \
                                     ON CONFLICT (peer, doc_id) DO UPDATE SET state = excluded.state, updated = excluded.updated")
             .bind(peer).bind(id.to_string()).bind(state).bind(now()).execute(p).await.map(|_| ()))?;
         Ok(())
     }
 
-    pub async fn load_sync_state(&self, peer: &str, id: &DocumentId) -> Result<Option<Vec<u8>>, DbError> {
-        Ok(on!(self, p => sqlx::query_scalar("SELECT state FROM sync_states WHERE peer = $1 AND doc_id = $2")
-            .bind(peer).bind(id.to_string()).fetch_optional(p).await?))
+    pub async fn load_sync_state(
+        &self,
+        peer: &str,
+        id: &DocumentId,
+    ) -> Result<Option<Vec<u8>>, DbError> {
+        Ok(
+            on!(self, p => sqlx::query_scalar("SELECT state FROM sync_states WHERE peer = $1 AND doc_id = $2")
+            .bind(peer).bind(id.to_string()).fetch_optional(p).await?),
+        )
     }
 
     // -----------------------------------------------------------------------------------------
@@ -372,7 +428,10 @@ impl Database {
     }
 
     /// The last `n` audit rows, newest last: (ts, usuario, documento, accion, resultado, detalle).
-    pub async fn audit_tail(&self, n: i64) -> Result<Vec<(i64, String, String, String, String, String)>, DbError> {
+    pub async fn audit_tail(
+        &self,
+        n: i64,
+    ) -> Result<Vec<(i64, String, String, String, String, String)>, DbError> {
         let mut v: Vec<(i64, String, String, String, String, String)> = on!(self, p => sqlx::query_as(
             "SELECT ts, usuario, documento, accion, resultado, detalle FROM auditoria ORDER BY seq DESC LIMIT $1")
             .bind(n).fetch_all(p).await?);
@@ -383,7 +442,9 @@ impl Database {
     pub async fn integrity_check(&self) -> Result<(), DbError> {
         match self {
             Database::Sqlite(p) => {
-                let r: String = sqlx::query_scalar("PRAGMA integrity_check").fetch_one(p).await?;
+                let r: String = sqlx::query_scalar("PRAGMA integrity_check")
+                    .fetch_one(p)
+                    .await?;
                 if r != "ok" {
                     return Err(DbError::Damaged(r));
                 }

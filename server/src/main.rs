@@ -1,1 +1,276 @@
-fn main() {}
+//! `bitacora-server`: `serve` runs the zone server; `admin …` manages zones, schools, users and
+//! tokens on the same database. Errors are printed once; exit code 2 for bad input, 1 otherwise.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use bitacora_core::ids::CicloEscolar;
+use bitacora_server::admin::{self, AdminError};
+use bitacora_server::auth::Keys;
+use bitacora_server::config::{Config, Secret};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bitacora-server",
+    version,
+    about = "Servidor de zona de Bitácora"
+)]
+struct Cli {
+    /// Archivo de configuración TOML (también BITACORA_CONFIG).
+    #[arg(long, global = true, env = "BITACORA_CONFIG")]
+    config: Option<PathBuf>,
+    /// Directorio de datos (base SQLite y claves generadas).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// postgres://… para usar PostgreSQL en lugar de SQLite.
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Inicia el servidor.
+    Serve {
+        /// Dirección de escucha, p. ej. 127.0.0.1:8787 (0 elige un puerto libre).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Administración: zonas, escuelas, usuarios, tokens.
+    #[command(subcommand)]
+    Admin(Admin),
+}
+
+#[derive(Debug, Subcommand)]
+enum Admin {
+    #[command(subcommand)]
+    Zona(ZonaCmd),
+    #[command(subcommand)]
+    Escuela(EscuelaCmd),
+    #[command(subcommand)]
+    Usuario(UsuarioCmd),
+    #[command(subcommand)]
+    Token(TokenCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum ZonaCmd {
+    Add {
+        #[arg(long)]
+        clave: String,
+        #[arg(long)]
+        nombre: String,
+        /// Ciclo escolar del documento de la zona (por omisión, el actual).
+        #[arg(long)]
+        ciclo: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum EscuelaCmd {
+    Add {
+        #[arg(long)]
+        cct: String,
+        #[arg(long)]
+        nombre: String,
+        #[arg(long)]
+        zona: String,
+        #[arg(long)]
+        ciclo: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UsuarioCmd {
+    Add {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        nombre: String,
+        /// docente, director, supervisor, atp o admin.
+        #[arg(long)]
+        rol: String,
+        #[arg(long)]
+        cct: Option<String>,
+        #[arg(long)]
+        zona: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCmd {
+    /// Emite un token (JWT) e imprime solo el token en la salida estándar.
+    Emitir {
+        #[arg(long)]
+        usuario: String,
+        /// Vigencia en días.
+        #[arg(long, default_value_t = 365)]
+        dias: i64,
+    },
+    /// Revoca un token por su id (jti); aplica en la siguiente conexión.
+    Revocar {
+        #[arg(long)]
+        jti: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: no se pudo iniciar el runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            let bad_input = e.chain().any(|c| {
+                c.downcast_ref::<AdminError>()
+                    .is_some_and(AdminError::is_bad_input)
+            });
+            ExitCode::from(if bad_input { 2 } else { 1 })
+        }
+    }
+}
+
+fn config(cli: &Cli) -> Result<Config> {
+    let mut c = Config::load(cli.config.as_deref())
+        .map_err(|e| anyhow::anyhow!("configuración inválida: {e}"))?;
+    if let Some(d) = &cli.data_dir {
+        c.data_dir = d.clone();
+    }
+    if let Some(u) = &cli.database_url {
+        c.database_url = Some(Secret::new(u.clone()));
+    }
+    Ok(c)
+}
+
+fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BITACORA_LOG")
+        .unwrap_or_else(|_| "info".into());
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+fn ciclo(c: Option<&str>) -> Result<CicloEscolar> {
+    Ok(match c {
+        Some(c) => CicloEscolar::parse(c).map_err(AdminError::from)?,
+        None => admin::ciclo_actual(),
+    })
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let mut cfg = config(&cli)?;
+    match cli.cmd {
+        Cmd::Serve { listen } => {
+            init_tracing(cfg.log_json);
+            if let Some(l) = listen {
+                cfg.listen = l;
+            }
+            let listener = tokio::net::TcpListener::bind(cfg.listen)
+                .await
+                .with_context(|| format!("no se pudo escuchar en {}", cfg.listen))?;
+            // The real address (with port 0 resolved) on stdout, for scripts and tests.
+            println!("escuchando en http://{}", listener.local_addr()?);
+            bitacora_server::run(listener, cfg, shutdown_signal()).await
+        }
+        Cmd::Admin(a) => {
+            let db = bitacora_server::open_database(&cfg).await?;
+            let r = admin_cmd(&cfg, &db, a).await;
+            db.close().await;
+            r
+        }
+    }
+}
+
+async fn admin_cmd(cfg: &Config, db: &bitacora_server::db::Database, a: Admin) -> Result<()> {
+    match a {
+        Admin::Zona(ZonaCmd::Add {
+            clave,
+            nombre,
+            ciclo: c,
+        }) => {
+            let info = admin::zona_add(db, &clave, &nombre, ciclo(c.as_deref())?).await?;
+            println!(
+                "Zona {} registrada; documento {} ({})",
+                info.owner,
+                info.id.url(),
+                info.ciclo
+            );
+        }
+        Admin::Escuela(EscuelaCmd::Add {
+            cct,
+            nombre,
+            zona,
+            ciclo: c,
+        }) => {
+            let info = admin::escuela_add(db, &cct, &nombre, &zona, ciclo(c.as_deref())?).await?;
+            println!(
+                "Escuela {} registrada; documento {} ({})",
+                info.owner,
+                info.id.url(),
+                info.ciclo
+            );
+        }
+        Admin::Usuario(UsuarioCmd::Add {
+            id,
+            nombre,
+            rol,
+            cct,
+            zona,
+        }) => {
+            let u =
+                admin::usuario_add(db, &id, &nombre, &rol, cct.as_deref(), zona.as_deref()).await?;
+            println!("Usuario {} ({}) registrado.", u.id, u.rol);
+        }
+        Admin::Token(TokenCmd::Emitir { usuario, dias }) => {
+            let keys = Keys::from_config(&cfg.jwt, &cfg.data_dir)?;
+            let (token, claims) = admin::token_emitir(db, &keys, &usuario, dias).await?;
+            eprintln!(
+                "token {} para {} ({}), vence en {dias} días",
+                claims.jti,
+                claims.sub,
+                claims.rol.as_str()
+            );
+            println!("{token}");
+        }
+        Admin::Token(TokenCmd::Revocar { jti }) => {
+            admin::token_revocar(db, &jti).await?;
+            println!("Token {jti} revocado.");
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

@@ -73,3 +73,7 @@ CREATE FUNCTION auditoria_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN RAISE EXCEPTION 'auditoria is append-only'; END $$;
 CREATE TRIGGER auditoria_no_change BEFORE UPDATE OR DELETE ON auditoria
     FOR EACH ROW EXECUTE FUNCTION auditoria_append_only();
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);

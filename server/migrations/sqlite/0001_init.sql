@@ -71,3 +71,7 @@ CREATE TABLE auditoria (
 -- The audit log is append-only.
 CREATE TRIGGER auditoria_no_update BEFORE UPDATE ON auditoria BEGIN SELECT RAISE(ABORT, 'auditoria is append-only'); END;
 CREATE TRIGGER auditoria_no_delete BEFORE DELETE ON auditoria BEGIN SELECT RAISE(ABORT, 'auditoria is append-only'); END;
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);

@@ -1,0 +1,261 @@
+//! The HTTP surface: the only module that knows status codes.
+//!
+//! - `GET /healthz`: the process is up.
+//! - `GET /readyz`: the database answers.
+//! - `GET /sync`: WebSocket upgrade to the automerge-repo protocol. The bearer token comes as
+//!   `Authorization: Bearer …` or `?token=…` (browsers cannot set headers on a WebSocket).
+//! - `GET /v1/documentos`: the documents the caller may sync.
+//! - `POST /v1/actores`: enrols this device's automerge actor id to the caller.
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Query, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::AppState;
+use crate::auth::{Acceso, AuthError, Principal, acceso};
+use crate::db::{Auditoria, DbError};
+use crate::hub::HubError;
+
+/// Every error an HTTP handler can return; mapped to a status and a JSON body here only.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("no autorizado")]
+    Unauthorized,
+    #[error("no encontrado")]
+    NotFound,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("servicio no disponible")]
+    Unavailable,
+    #[error("error interno")]
+    Internal(String),
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Db(d) => ApiError::Internal(d.to_string()),
+            AuthError::Config(c) => ApiError::Internal(c),
+            _ => ApiError::Unauthorized,
+        }
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+impl From<HubError> for ApiError {
+    fn from(e: HubError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self {
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "no_autorizado"),
+            ApiError::NotFound => (StatusCode::NOT_FOUND, "no_encontrado"),
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "solicitud_invalida"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflicto"),
+            ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "no_disponible"),
+            ApiError::Internal(detail) => {
+                // Details go to the log, never to the client.
+                tracing::error!(%detail, "internal error");
+                (StatusCode::INTERNAL_SERVER_ERROR, "interno")
+            }
+        };
+        let mut resp = (
+            status,
+            Json(json!({ "error": code, "mensaje": self.to_string() })),
+        )
+            .into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        resp
+    }
+}
+
+/// The authenticated caller, from `Authorization: Bearer` or `?token=`.
+pub struct Auth(pub Principal);
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let from_header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(|s| s.trim().to_string());
+        let token = match from_header {
+            Some(t) => t,
+            None => {
+                #[derive(Deserialize)]
+                struct Q {
+                    token: Option<String>,
+                }
+                let q: Query<Q> =
+                    Query::try_from_uri(&parts.uri).map_err(|_| ApiError::Unauthorized)?;
+                q.0.token.ok_or(ApiError::Unauthorized)?
+            }
+        };
+        match state.keys.authenticate(state.hub.db(), &token).await {
+            Ok(p) => Ok(Auth(p)),
+            Err(e) => {
+                tracing::info!(error = %e, "authentication refused");
+                let detalle = e.to_string();
+                let _ = state
+                    .hub
+                    .db()
+                    .audit(&Auditoria {
+                        usuario: "-",
+                        documento: "-",
+                        accion: "autenticacion",
+                        resultado: "denegada",
+                        detalle: &detalle,
+                    })
+                    .await;
+                Err(e.into())
+            }
+        }
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.config.limits.max_body_bytes;
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/sync", get(sync))
+        .route("/v1/documentos", get(documentos))
+        .route("/v1/actores", post(enrolar_actor))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
+    state
+        .hub
+        .db()
+        .ping()
+        .await
+        .map_err(|_| ApiError::Unavailable)?;
+    Ok("ok")
+}
+
+async fn sync(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    ws: WebSocketUpgrade,
+) -> Response {
+    // Frames past the protocol limit are answered with `error` by the connection loop; past
+    // twice the limit the WebSocket layer closes the socket before buffering more.
+    let limit = state.config.limits.max_message_bytes.saturating_mul(2);
+    let shutdown = state.shutdown_signal();
+    let alive = state.alive_token();
+    ws.max_message_size(limit)
+        .max_frame_size(limit)
+        .on_upgrade(move |socket| async move {
+            crate::connection::run(socket, state, principal, shutdown).await;
+            drop(alive);
+        })
+}
+
+#[derive(Serialize)]
+struct DocumentoVisible {
+    id: String,
+    url: String,
+    tipo: &'static str,
+    owner: String,
+    ciclo: String,
+    acceso: Acceso,
+}
+
+async fn documentos(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+) -> Result<Json<Vec<DocumentoVisible>>, ApiError> {
+    let mut out = Vec::new();
+    for info in state.hub.db().documents().await? {
+        let Some(entry) = state.hub.entry(&info.id).await? else {
+            continue;
+        };
+        let a = acceso(&p, &entry.info, entry.zona.as_deref());
+        if a != Acceso::Ninguno {
+            out.push(DocumentoVisible {
+                id: info.id.to_string(),
+                url: info.id.url(),
+                tipo: info.kind.as_str(),
+                owner: info.owner,
+                ciclo: info.ciclo,
+                acceso: a,
+            });
+        }
+    }
+    Ok(Json(out))
+}
+
+#[derive(Deserialize)]
+struct EnrolarActor {
+    actor: String,
+}
+
+async fn enrolar_actor(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    body: Result<Json<EnrolarActor>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Json(body) = body.map_err(|e| ApiError::BadRequest(format!("cuerpo inválido: {e}")))?;
+    let hex = body.actor.trim().to_ascii_lowercase();
+    let valid = !hex.is_empty()
+        && hex.len() <= 64
+        && hex.len() % 2 == 0
+        && hex.bytes().all(|b| b.is_ascii_hexdigit());
+    if !valid {
+        return Err(ApiError::BadRequest(
+            "«actor» debe ser el id de actor de automerge en hexadecimal (hasta 32 bytes)".into(),
+        ));
+    }
+    let owner = state.hub.db().enrol_actor(&hex, &p.usuario).await?;
+    let ok = owner == p.usuario;
+    let detalle = format!("actor {hex}");
+    state
+        .hub
+        .db()
+        .audit(&Auditoria {
+            usuario: &p.usuario,
+            documento: "-",
+            accion: "registro_actor",
+            resultado: if ok { "aceptado" } else { "rechazado" },
+            detalle: &detalle,
+        })
+        .await?;
+    if !ok {
+        return Err(ApiError::Conflict(
+            "ese actor ya está registrado a otro usuario".into(),
+        ));
+    }
+    Ok(Json(json!({ "actor": hex, "usuario": p.usuario })))
+}
