@@ -283,7 +283,7 @@ pub enum GrupoCmd {
 #[derive(Debug, Subcommand)]
 pub enum ConcentradoCmd {
     /// Registra conteos de un grupo en un corte.
-    Set(ConcentradoSet),
+    Set(Box<ConcentradoSet>),
     /// Muestra el concentrado.
     Show {
         #[arg(long)]
@@ -305,12 +305,12 @@ pub struct ConcentradoSet {
 }
 
 macro_rules! conteos {
-    ($($campo:ident),+ $(,)?) => {
+    ($($campo:ident = $opcion:literal),+ $(,)?) => {
         /// The counts of seed 002, each optional.
         #[derive(Debug, Args)]
         pub struct Conteos {
             $(
-                #[arg(long, value_parser = entero, allow_negative_numbers = true)]
+                #[arg(long = $opcion, value_parser = entero, allow_negative_numbers = true)]
                 pub $campo: Option<i64>,
             )+
         }
@@ -320,24 +320,33 @@ macro_rules! conteos {
                 $( if let Some(n) = self.$campo { v.push((stringify!($campo), n)); } )+
                 v
             }
+
+            /// The option, as the person types it, that sets the count `clave` of the model
+            /// (e.g. `--apoyo-lectura` for `apoyo_lectura`).
+            pub fn opcion(clave: &str) -> Option<&'static str> {
+                match clave {
+                    $( stringify!($campo) => Some(concat!("--", $opcion)), )+
+                    _ => None,
+                }
+            }
         }
     };
 }
 conteos!(
-    inscritos_inicio,
-    inscritos_fin,
-    promedio_9_10,
-    promedio_8_9,
-    promedio_7_8,
-    promedio_6_7,
-    promovidos_condiciones,
-    no_promovidos,
-    apoyo_lectura,
-    apoyo_escritura,
-    apoyo_matematicas,
-    faltan_constantemente,
-    no_se_involucran,
-    dificultad_relacionarse,
+    inscritos_inicio = "inscritos-inicio",
+    inscritos_fin = "inscritos-fin",
+    promedio_9_10 = "promedio-9-10",
+    promedio_8_9 = "promedio-8-9",
+    promedio_7_8 = "promedio-7-8",
+    promedio_6_7 = "promedio-6-7",
+    promovidos_condiciones = "promovidos-condiciones",
+    no_promovidos = "no-promovidos",
+    apoyo_lectura = "apoyo-lectura",
+    apoyo_escritura = "apoyo-escritura",
+    apoyo_matematicas = "apoyo-matematicas",
+    faltan_constantemente = "faltan-constantemente",
+    no_se_involucran = "no-se-involucran",
+    dificultad_relacionarse = "dificultad-relacionarse",
 );
 
 #[derive(Debug, Subcommand)]
@@ -413,4 +422,30 @@ fn decimal(s: &str) -> Result<f64, String> {
         .ok()
         .filter(|f| f.is_finite())
         .ok_or_else(|| format!("se espera un número (p. ej. 12.5), no «{s}»"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bitacora_core::model::escuela::CAMPOS_CONCENTRADO;
+    use clap::{Args, CommandFactory};
+
+    #[test]
+    fn la_cli_es_valida() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn cada_conteo_del_modelo_tiene_la_opcion_que_clap_acepta() {
+        let cmd = Conteos::augment_args(clap::Command::new("conteos"));
+        for (clave, _) in CAMPOS_CONCENTRADO {
+            let opcion = Conteos::opcion(clave).unwrap_or_else(|| panic!("{clave} sin opción"));
+            let arg = cmd
+                .get_arguments()
+                .find(|a| a.get_id() == *clave)
+                .unwrap_or_else(|| panic!("{clave} no es un argumento"));
+            assert_eq!(Some(&opcion[2..]), arg.get_long(), "{clave}");
+        }
+        assert_eq!(Conteos::opcion("grado"), None);
+    }
 }

@@ -5,6 +5,7 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use bitacora_core::ModelError;
 use bitacora_core::bundle::{self, Bundle};
 use bitacora_core::catalogo::Catalogo;
 use bitacora_core::ids::{Cct, CicloEscolar, DocumentId, Fecha, RecordId, ZonaClave};
@@ -51,8 +52,40 @@ fn id(s: &str) -> Result<RecordId> {
     Ok(RecordId::parse(s)?)
 }
 
-fn fecha_opt(s: Option<&str>) -> Result<Option<Fecha>> {
-    Ok(s.map(Fecha::parse).transpose()?)
+/// Makes a model error about a typed value name the field as the person knows it (e.g.
+/// "fecha compromiso" rather than the model's "fecha"); other errors pass through.
+fn rotular(campo: &'static str) -> impl Fn(ModelError) -> ModelError {
+    move |e| match e {
+        ModelError::Invalid {
+            valor, esperado, ..
+        } => ModelError::Invalid {
+            campo,
+            valor,
+            esperado,
+        },
+        otro => otro,
+    }
+}
+
+/// A date typed in the option that `campo` names.
+fn fecha(s: &str, campo: &'static str) -> Result<Fecha> {
+    Ok(Fecha::parse(s).map_err(rotular(campo))?)
+}
+
+fn fecha_opt(s: Option<&str>, campo: &'static str) -> Result<Option<Fecha>> {
+    s.map(|s| fecha(s, campo)).transpose()
+}
+
+/// A model error about a count names the option that sets it (`--apoyo-lectura`), not the
+/// model's key (`apoyo_lectura`).
+fn rotular_conteo(e: ModelError) -> ModelError {
+    match &e {
+        ModelError::Invalid { campo, .. } => match Conteos::opcion(campo) {
+            Some(opcion) => rotular(opcion)(e),
+            None => e,
+        },
+        _ => e,
+    }
 }
 
 fn hoy() -> Fecha {
@@ -236,7 +269,7 @@ async fn cmd_pemc(app: &mut App, p: Pemc, json: bool) -> Result<()> {
                 linea_base,
                 valor_meta,
                 unidad,
-                fecha_limite: fecha_opt(fecha_limite.as_deref())?,
+                fecha_limite: fecha_opt(fecha_limite.as_deref(), "fecha límite")?,
             };
             let nid = nuevo_id();
             app.escribir(|doc, ctx| escuela::agregar_meta(doc, ctx, &nid, &m))
@@ -288,7 +321,7 @@ async fn cmd_pemc(app: &mut App, p: Pemc, json: bool) -> Result<()> {
         }) => {
             let meta = id(&meta)?;
             let nivel = NivelLogro::parse(&nivel)?;
-            let fecha = fecha_opt(fecha.as_deref())?.unwrap_or_else(hoy);
+            let fecha = fecha_opt(fecha.as_deref(), "fecha")?.unwrap_or_else(hoy);
             let sid = nuevo_id();
             app.escribir(|doc, ctx| {
                 escuela::registrar_logro(doc, ctx, &sid, &meta, nivel, &evidencia, fecha)
@@ -315,8 +348,8 @@ async fn cmd_pemc(app: &mut App, p: Pemc, json: bool) -> Result<()> {
                 responsables,
                 recursos,
                 costo,
-                inicio: fecha_opt(inicio.as_deref())?,
-                fin: fecha_opt(fin.as_deref())?,
+                inicio: fecha_opt(inicio.as_deref(), "fecha de inicio")?,
+                fin: fecha_opt(fin.as_deref(), "fecha de fin")?,
             };
             let nid = nuevo_id();
             app.escribir(|doc, ctx| escuela::agregar_accion(doc, ctx, &nid, &a))
@@ -405,7 +438,7 @@ async fn cmd_sesion(app: &mut App, s: SesionCmd, json: bool) -> Result<()> {
             let n = escuela::NuevaSesion {
                 fase: Fase::parse(&fase)?,
                 numero: numero as u64,
-                fecha: Fecha::parse(&fecha)?,
+                fecha: self::fecha(&fecha, "fecha")?,
                 asistentes,
                 proposito,
                 productos,
@@ -546,7 +579,7 @@ async fn cmd_acuerdo(app: &mut App, a: AcuerdoCmd, json: bool) -> Result<()> {
             let n = escuela::NuevoAcuerdo {
                 texto,
                 responsables,
-                fecha_compromiso: fecha_opt(fecha_compromiso.as_deref())?,
+                fecha_compromiso: fecha_opt(fecha_compromiso.as_deref(), "fecha compromiso")?,
                 sesion_origen: sesion.as_deref().map(id).transpose()?,
             };
             let aid = nuevo_id();
@@ -625,7 +658,7 @@ async fn cmd_acuerdo(app: &mut App, a: AcuerdoCmd, json: bool) -> Result<()> {
             fecha_compromiso,
         } => {
             let aid = id(&aid)?;
-            let fecha = fecha_opt(fecha_compromiso.as_deref())?;
+            let fecha = fecha_opt(fecha_compromiso.as_deref(), "fecha compromiso")?;
             let actual = escuela::leer(&app.doc)?
                 .acuerdos
                 .into_iter()
@@ -718,9 +751,15 @@ async fn cmd_concentrado(app: &mut App, c: ConcentradoCmd, json: bool) -> Result
         ConcentradoCmd::Set(s) => {
             let corte = Corte::parse(&s.corte)?;
             let pares = s.conteos.pares();
+            if pares.is_empty() {
+                return Err(uso(
+                    "indique al menos un conteo (p. ej. --inscritos-inicio 30)",
+                ));
+            }
             let r = app
                 .escribir(|doc, ctx| {
                     escuela::concentrado_set(doc, ctx, s.grado, &s.grupo, corte, &pares)
+                        .map_err(rotular_conteo)
                 })
                 .await?;
             if json {
@@ -847,7 +886,7 @@ fn cmd_historial(app: &mut App, h: Historial, json: bool) -> Result<()> {
 }
 
 fn cmd_resumen(app: &App, r: ResumenArgs, json: bool) -> Result<()> {
-    let fecha = fecha_opt(r.fecha.as_deref())?.unwrap_or_else(hoy);
+    let fecha = fecha_opt(r.fecha.as_deref(), "fecha")?.unwrap_or_else(hoy);
     let e = escuela::leer(&app.doc)?;
     let n_conf = conflictos::listar(&app.doc).len();
     let s = resumen::resumir(&e, n_conf, fecha);
@@ -966,6 +1005,27 @@ fn escribir_atomico(destino: &Path, datos: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// The bytes of a bundle file. A path that names no readable file is the person's input
+/// (exit code 2); any other read failure is not.
+fn leer_paquete(archivo: &Path) -> Result<Vec<u8>> {
+    use std::io::ErrorKind;
+    std::fs::read(archivo).map_err(|e| match e.kind() {
+        ErrorKind::NotFound => uso(format!("no existe el archivo {}", archivo.display())),
+        ErrorKind::IsADirectory => uso(format!(
+            "no se pudo leer {}: es un directorio; indique el archivo del paquete",
+            archivo.display()
+        )),
+        ErrorKind::PermissionDenied => uso(format!(
+            "no se pudo leer {}: no tiene permiso para leer el archivo",
+            archivo.display()
+        )),
+        _ => anyhow::anyhow!(
+            "no se pudo leer {} (detalle técnico: {e})",
+            archivo.display()
+        ),
+    })
+}
+
 async fn cmd_bundle(app: &App, b: BundleCmd, json: bool) -> Result<()> {
     match b {
         BundleCmd::Export { salida } => {
@@ -991,8 +1051,7 @@ async fn cmd_bundle(app: &App, b: BundleCmd, json: bool) -> Result<()> {
             );
         }
         BundleCmd::Import { archivo } => {
-            let bytes = std::fs::read(&archivo)
-                .with_context(|| format!("no se pudo leer {}", archivo.display()))?;
+            let bytes = leer_paquete(&archivo)?;
             let bundle = Bundle::decode(&bytes)?;
             let r = bundle::importar(&app.store, &bundle, ahora(), |d| app.permitido(d)).await?;
             if json {

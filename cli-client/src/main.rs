@@ -89,6 +89,29 @@ fn error_de_clap(e: clap::Error) -> ExitCode {
         ErrorKind::UnknownArgument => format!("opción desconocida: {}", arg()),
         ErrorKind::InvalidSubcommand => format!("comando desconocido: {}", arg()),
         ErrorKind::MissingSubcommand => "falta el comando".to_string(),
+        ErrorKind::ArgumentConflict => {
+            // "--texto <TEXTO>" → "--texto": the option as the person typed it.
+            let sin_valor = |s: &str| s.split(' ').next().unwrap_or_default().to_string();
+            let otra = match e.get(ContextKind::PriorArg) {
+                Some(ContextValue::String(s)) => Some(sin_valor(s)),
+                Some(ContextValue::Strings(v)) => Some(
+                    v.iter()
+                        .map(|s| sin_valor(s))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ),
+                _ => None,
+            };
+            match (sin_valor(&arg()), otra) {
+                (a, Some(o)) if !a.is_empty() && a == o => {
+                    format!("la opción {a} se indicó más de una vez; indíquela una sola vez")
+                }
+                (a, Some(o)) if !a.is_empty() => {
+                    format!("la opción {a} no se puede usar junto con {o}")
+                }
+                _ => "hay opciones que no se pueden usar juntas".to_string(),
+            }
+        }
         _ => {
             let _ = e.print();
             return ExitCode::from(2);

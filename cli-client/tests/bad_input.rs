@@ -308,8 +308,7 @@ fn init_rechaza_cct_invalido_sin_crear_el_directorio() {
             &args,
             2,
             &[
-                "CCT inválido",
-                &format!("«{cct}»"),
+                &format!("CCT: «{cct}» no es válido;"),
                 "10 caracteres",
                 "p. ej. 07DPR0123X",
             ],
@@ -349,8 +348,7 @@ fn init_rechaza_ciclo_invalido_sin_crear_el_directorio() {
             &args,
             2,
             &[
-                "ciclo escolar inválido",
-                &format!("«{ciclo}»"),
+                &format!("ciclo escolar: «{ciclo}» no es válido;"),
                 "AAAA-AAAA",
                 "años consecutivos",
             ],
@@ -383,7 +381,7 @@ fn ciclo_global_invalido_en_una_escuela() {
     rechaza(
         t.path(),
         &["--ciclo", "2025-2027", "acuerdo", "list"],
-        &["ciclo escolar inválido", "AAAA-AAAA"],
+        &["ciclo escolar: «2025-2027» no es válido", "AAAA-AAAA"],
     );
     rechaza(
         t.path(),
@@ -479,7 +477,11 @@ fn base_de_datos_danada_falla_con_1_y_no_se_toca() {
                 t.path(),
                 args,
                 1,
-                &["bitacora.db", "está dañado", "no se modificó"],
+                &[
+                    "bitacora.db",
+                    "está dañado",
+                    "no se modificó (detalle técnico: ",
+                ],
             );
             assert_eq!(
                 archivos(t.path()),
@@ -503,16 +505,16 @@ fn fecha_compromiso_invalida() {
         "2026/03/27",
         "27-03-2026",
     ] {
-        let quoted = format!("«{f}»");
+        let campo = format!("fecha compromiso: «{f}» no es válido;");
         rechaza(
             d.path(),
             &["acuerdo", "add", "--texto", "Leer", "--fecha-compromiso", f],
-            &["fecha", &quoted, FORMA_FECHA],
+            &[&campo, FORMA_FECHA],
         );
         rechaza(
             d.path(),
             &["acuerdo", "edit", &d.acuerdo, "--fecha-compromiso", f],
-            &["fecha", &quoted, FORMA_FECHA],
+            &[&campo, FORMA_FECHA],
         );
     }
 }
@@ -531,7 +533,11 @@ fn fecha_de_sesion_invalida() {
             "--fecha",
             f,
         ];
-        rechaza(d.path(), &args, &["fecha", &format!("«{f}»"), FORMA_FECHA]);
+        rechaza(
+            d.path(),
+            &args,
+            &[&format!("error: fecha: «{f}» no es válido;"), FORMA_FECHA],
+        );
     }
 }
 
@@ -550,8 +556,52 @@ fn fecha_limite_de_meta_invalida() {
             "--fecha-limite",
             f,
         ];
-        rechaza(d.path(), &args, &["fecha", &format!("«{f}»"), FORMA_FECHA]);
+        rechaza(
+            d.path(),
+            &args,
+            &[&format!("fecha límite: «{f}» no es válido;"), FORMA_FECHA],
+        );
     }
+}
+
+#[test]
+fn fechas_de_accion_logro_y_resumen_nombran_su_campo() {
+    let d = escuela_con_datos();
+    let accion = |opcion: &'static str| {
+        [
+            "pemc",
+            "accion",
+            "add",
+            "--meta",
+            d.meta.as_str(),
+            "--descripcion",
+            "Acción",
+            opcion,
+            "2026-02-30",
+        ]
+    };
+    rechaza(
+        d.path(),
+        &accion("--inicio"),
+        &["fecha de inicio: «2026-02-30» no es válido;", FORMA_FECHA],
+    );
+    rechaza(
+        d.path(),
+        &accion("--fin"),
+        &["fecha de fin: «2026-02-30» no es válido;", FORMA_FECHA],
+    );
+    rechaza(
+        d.path(),
+        &[
+            "pemc", "meta", "logro", &d.meta, "--nivel", "cumplida", "--fecha", "mañana",
+        ],
+        &["error: fecha: «mañana» no es válido;", FORMA_FECHA],
+    );
+    rechaza(
+        d.path(),
+        &["resumen", "--fecha", "31/02/2026"],
+        &["error: fecha: «31/02/2026» no es válido;", FORMA_FECHA],
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -656,7 +706,7 @@ fn id_con_caracteres_no_validos() {
     rechaza(
         d.path(),
         &["acuerdo", "estado", "../etc", "cumplido"],
-        &["id inválido «../etc»", "letras y dígitos"],
+        &["id: «../etc» no es válido;", "letras y dígitos"],
     );
 }
 
@@ -678,7 +728,7 @@ fn ambito_desconocido() {
             "--ambito",
             "lectura",
         ],
-        &[&["ámbito inválido «lectura»", "acepta:"], &acepta[..]].concat(),
+        &[&["ámbito: «lectura» no es válido;", "acepta:"], &acepta[..]].concat(),
     );
     // One unknown ámbito among known ones refuses the whole objetivo.
     rechaza(
@@ -694,7 +744,7 @@ fn ambito_desconocido() {
             "--ambito",
             "x",
         ],
-        &["ámbito inválido «x»"],
+        &["ámbito: «x» no es válido"],
     );
     rechaza(
         d.path(),
@@ -707,7 +757,7 @@ fn ambito_desconocido() {
             "--texto",
             "Diagnóstico",
         ],
-        &[&["ámbito inválido «x»", "acepta:"], &acepta[..]].concat(),
+        &[&["ámbito: «x» no es válido;", "acepta:"], &acepta[..]].concat(),
     );
 }
 
@@ -718,14 +768,14 @@ fn estado_de_acuerdo_invalido() {
         d.path(),
         &["acuerdo", "estado", &d.acuerdo, "bogus"],
         &[
-            "estado del acuerdo inválido «bogus»",
+            "estado del acuerdo: «bogus» no es válido;",
             "pendiente en_proceso cumplido cancelado",
         ],
     );
     rechaza(
         d.path(),
         &["acuerdo", "list", "--estado", "hecho"],
-        &["estado del acuerdo inválido «hecho»"],
+        &["estado del acuerdo: «hecho» no es válido"],
     );
 }
 
@@ -736,7 +786,7 @@ fn estado_de_accion_invalido() {
         d.path(),
         &["pemc", "accion", "estado", &d.accion, "terminada"],
         &[
-            "estado de la acción inválido «terminada»",
+            "estado de la acción: «terminada» no es válido;",
             "pendiente en_proceso realizada cancelada",
         ],
     );
@@ -749,7 +799,7 @@ fn nivel_de_logro_invalido() {
         d.path(),
         &["pemc", "meta", "logro", &d.meta, "--nivel", "excelente"],
         &[
-            "nivel de logro inválido «excelente»",
+            "nivel de logro: «excelente» no es válido;",
             "cumplida avance_significativo escaso_o_nulo",
         ],
     );
@@ -761,24 +811,33 @@ fn nivel_de_logro_invalido() {
 #[test]
 fn concentrado_conteos_negativos() {
     let d = escuela_con_datos();
+    // The message names the option as typed, not the model's key (apoyo_lectura).
     let casos: [(&str, &[&str]); 3] = [
-        ("inscritos_inicio", &["--inscritos-inicio", "-5"]),
+        ("--inscritos-inicio", &["--inscritos-inicio", "-5"]),
         (
-            "inscritos_fin",
+            "--inscritos-fin",
             &["--inscritos-inicio", "20", "--inscritos-fin", "-1"],
         ),
         (
-            "apoyo_lectura",
+            "--apoyo-lectura",
             &["--inscritos-inicio", "20", "--apoyo-lectura", "-1"],
         ),
     ];
-    for (campo, conteos) in casos {
+    for (opcion, conteos) in casos {
         let args = concentrado("3", "A", conteos);
-        rechaza(
+        let antes = estado(d.path());
+        let err = falla(
             d.path(),
             &args,
-            &[&format!("{campo} inválido «-"), "0 o mayor"],
+            2,
+            &[
+                &format!("error: {opcion}: «-"),
+                "» no es válido;",
+                "0 o mayor",
+            ],
         );
+        assert!(!err.contains('_'), "names the model's key: {err}");
+        assert_eq!(estado(d.path()), antes, "{args:?} changed the school");
     }
 }
 
@@ -861,11 +920,13 @@ fn concentrado_conteos_sin_inscripcion() {
             "--inscritos-inicio",
         ],
     );
-    rechaza(
-        d.path(),
-        &concentrado("4", "B", &[]),
-        &["indique al menos un conteo"],
+    let antes = estado(d.path());
+    let err = falla(d.path(), &concentrado("4", "B", &[]), 2, &[]);
+    assert_eq!(
+        err,
+        "error: indique al menos un conteo (p. ej. --inscritos-inicio 30)\n"
     );
+    assert_eq!(estado(d.path()), antes);
 }
 
 #[test]
@@ -881,12 +942,12 @@ fn concentrado_grado_y_grupo_invalidos() {
         ],
     );
     let args = concentrado("9", "A", &["--inscritos-inicio", "20"]);
-    rechaza(d.path(), &args, &["grado inválido «9»", "de 1 a 6"]);
+    rechaza(d.path(), &args, &["grado: «9» no es válido;", "de 1 a 6"]);
     let args = concentrado("3", "A1", &["--inscritos-inicio", "20"]);
     rechaza(
         d.path(),
         &args,
-        &["grupo inválido «A1»", "la letra del grupo"],
+        &["grupo: «A1» no es válido;", "la letra del grupo"],
     );
     let args = concentrado("3", "A", &["--apoyo-lectura", "dos"]);
     rechaza(
@@ -910,7 +971,10 @@ fn concentrado_grado_y_grupo_invalidos() {
     rechaza(
         d.path(),
         &args,
-        &["corte inválido «final»", "diagnostico intermedio cierre"],
+        &[
+            "corte: «final» no es válido;",
+            "diagnostico intermedio cierre",
+        ],
     );
 }
 
@@ -924,18 +988,24 @@ fn acuerdo_con_texto_vacio() {
         rechaza(
             d.path(),
             &["acuerdo", "add", "--texto", texto],
-            &["texto del acuerdo inválido", "no puede estar vacío"],
+            &[
+                "texto del acuerdo: «",
+                "» no es válido; no puede estar vacío",
+            ],
         );
         rechaza(
             d.path(),
             &["acuerdo", "edit", &d.acuerdo, "--texto", texto],
-            &["texto del acuerdo inválido", "no puede estar vacío"],
+            &[
+                "texto del acuerdo: «",
+                "» no es válido; no puede estar vacío",
+            ],
         );
     }
     rechaza(
         d.path(),
         &["acuerdo", "add", "--texto", "Leer", "--responsable", " "],
-        &["responsable inválido", "de 1 a 120 caracteres"],
+        &["responsable: « » no es válido;", "de 1 a 120 caracteres"],
     );
 }
 
@@ -1006,8 +1076,6 @@ fn paquete_danado_o_truncado() {
 /// A bundle whose envelope is intact (valid checksum, sizes that add up) but whose automerge
 /// payload is damaged, as a buggy writer could produce.
 #[test]
-#[ignore = "bug in bitacora-core: importar accepts a partially loadable payload (automerge's \
-            load_incremental skips the damaged chunks), exits 0 and stores the damaged bytes"]
 fn paquete_con_suma_valida_pero_datos_danados() {
     let d = escuela_con_datos();
     let otro_equipo = escuela();
@@ -1033,6 +1101,34 @@ fn paquete_con_suma_valida_pero_datos_danados() {
             &["incompleto o dañado"],
         );
     }
+}
+
+#[test]
+fn paquete_que_no_existe_o_no_es_un_archivo() {
+    let d = escuela_con_datos();
+    let t = tempfile::tempdir().unwrap();
+    let no_existe = t.path().join("no-existe.bitacora");
+    let err = falla(
+        d.path(),
+        &["bundle", "import", no_existe.to_str().unwrap()],
+        2,
+        &[&format!("no existe el archivo {}", no_existe.display())],
+    );
+    assert!(!err.contains("os error"), "English OS message: {err}");
+    let err = falla(
+        d.path(),
+        &["bundle", "import", t.path().to_str().unwrap()],
+        2,
+        &["no se pudo leer", "es un directorio"],
+    );
+    assert!(!err.contains("os error"), "English OS message: {err}");
+    // Neither created anything.
+    assert!(archivos(t.path()).is_empty());
+    rechaza(
+        d.path(),
+        &["bundle", "import", no_existe.to_str().unwrap()],
+        &["no existe el archivo"],
+    );
 }
 
 #[test]
@@ -1095,6 +1191,35 @@ fn paquete_ajeno_disfrazado_de_esta_escuela() {
             "el id no corresponde a su escuela o zona y ciclo",
         ],
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Usage errors found by clap, said in Spanish
+
+#[test]
+fn opcion_repetida() {
+    let d = escuela_con_datos();
+    for (args, opcion) in [
+        (
+            &["acuerdo", "add", "--texto", "Leer", "--texto", "Escribir"][..],
+            "--texto",
+        ),
+        (&["--json", "--json", "acuerdo", "list"][..], "--json"),
+    ] {
+        let antes = estado(d.path());
+        let err = falla(
+            d.path(),
+            args,
+            2,
+            &[
+                &format!("la opción {opcion} se indicó más de una vez"),
+                "--help",
+            ],
+        );
+        assert!(!err.contains("cannot be used"), "English: {err}");
+        assert!(!err.contains('<'), "shows clap's placeholder: {err}");
+        assert_eq!(estado(d.path()), antes, "{args:?} changed the school");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -13,6 +13,8 @@
 //! one store transaction, and is idempotent (chunks are keyed by their hash, and automerge
 //! ignores changes it already has).
 
+use std::str::FromStr;
+
 use automerge::{AutoCommit, ChangeHash};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -20,6 +22,7 @@ use thiserror::Error;
 
 use crate::ids::{Cct, CicloEscolar, DocumentId, ZonaClave};
 use crate::model::{DocKind, escuela, zona};
+use crate::protocol::changes::autorias;
 use crate::store::{DocInfo, Store, StoreError, hex_heads, parse_heads};
 
 pub const MAGIC: &[u8; 16] = b"BITACORA-BUNDLE\0";
@@ -39,6 +42,10 @@ pub enum BundleError {
         "el paquete trae el documento {0}, que no corresponde a este equipo (otra escuela o zona); no se aplicó nada"
     )]
     Forbidden(String),
+    #[error(
+        "el paquete depende de cambios que este equipo todavía no tiene; importe primero el paquete anterior (documento {0}; no se aplicó nada)"
+    )]
+    MissingDeps(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -205,7 +212,10 @@ pub struct Importado {
 
 /// Applies a bundle to a store. `permitido` decides, per document, whether this replica may
 /// hold it; one refused document refuses the whole bundle. Nothing is written unless every
-/// payload loads.
+/// payload decodes strictly (automerge's `load_incremental` alone would skip chunks it cannot
+/// read) and, once applied in memory, reaches every head its header declares: a payload whose
+/// changes wait for earlier ones this replica lacks is refused with
+/// [`BundleError::MissingDeps`].
 pub async fn importar(
     store: &Store,
     bundle: &Bundle,
@@ -221,6 +231,16 @@ pub async fn importar(
                 info.owner, info.ciclo
             )));
         }
+        let danado = |m: String| BundleError::Damaged(format!("documento {}: {m}", info.id));
+        let en_payload = autorias(payload)
+            .map_err(|e| danado(format!("cambios ilegibles (detalle técnico: {e})")))?;
+        let heads_declarados = d
+            .heads
+            .iter()
+            .map(|h| {
+                ChangeHash::from_str(h).map_err(|_| danado(format!("cabecera ilegible «{h}»")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let (mut doc, nuevo) = match store.load(&info.id).await? {
             Some(doc) => (doc, false),
             None => (genesis_de(&info)?, true),
@@ -229,6 +249,24 @@ pub async fn importar(
         doc.load_incremental(payload)
             .map_err(|e| BundleError::Damaged(format!("documento {}: {e}", info.id)))?;
         let despues = doc.get_changes(&[]).len();
+        let faltan: Vec<_> = heads_declarados
+            .iter()
+            .filter(|h| doc.get_change_by_hash(h).is_none())
+            .collect();
+        if !faltan.is_empty() {
+            // A head the payload carries but could not apply waits for earlier changes; a head
+            // the payload does not carry at all means header and payload disagree.
+            return Err(
+                if faltan
+                    .iter()
+                    .all(|h| en_payload.iter().any(|a| a.hash == **h))
+                {
+                    BundleError::MissingDeps(info.id.to_string())
+                } else {
+                    danado("faltan cambios que la cabecera declara".into())
+                },
+            );
+        }
         let heads = doc.get_heads();
         let en_espera = doc.get_missing_deps(&heads).len();
         plan.push((
@@ -279,6 +317,134 @@ pub fn desde(d: &BundleDoc) -> Vec<ChangeHash> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::RecordId;
+    use crate::model::Ctx;
+    use crate::model::escuela::NuevoAcuerdo;
+
+    const CCT: &str = "07DPR0123X";
+
+    fn info_escuela() -> DocInfo {
+        let cct = Cct::parse(CCT).unwrap();
+        let ciclo = CicloEscolar::parse("2025-2026").unwrap();
+        DocInfo {
+            id: DocumentId::escuela(&cct, ciclo),
+            kind: DocKind::Escuela,
+            owner: CCT.into(),
+            ciclo: ciclo.to_string(),
+        }
+    }
+
+    /// The school's genesis plus one acuerdo per text; returns the heads after each one.
+    fn con_acuerdos(textos: &[&str]) -> (AutoCommit, Vec<Vec<ChangeHash>>) {
+        let mut doc = genesis_de(&info_escuela()).unwrap();
+        let ctx = Ctx {
+            ahora: 1_700_000_000,
+            autor: Some("Ana"),
+        };
+        let mut heads = Vec::new();
+        for (i, t) in textos.iter().enumerate() {
+            let a = NuevoAcuerdo {
+                texto: t.to_string(),
+                responsables: vec![],
+                fecha_compromiso: None,
+                sesion_origen: None,
+            };
+            escuela::agregar_acuerdo(&mut doc, &ctx, &RecordId::from_random(i as u64 + 1), &a)
+                .unwrap();
+            heads.push(doc.get_heads());
+        }
+        (doc, heads)
+    }
+
+    /// A bundle of `doc` from the heads `desde`, as `exportar` writes it.
+    fn paquete(doc: &mut AutoCommit, desde: &[ChangeHash]) -> Bundle {
+        let info = info_escuela();
+        let payload = doc.save_after(desde);
+        Bundle {
+            header: BundleHeader {
+                version: VERSION,
+                creado: 1,
+                origen: CCT.into(),
+                documentos: vec![BundleDoc {
+                    id: info.id.to_string(),
+                    tipo: info.kind,
+                    owner: info.owner,
+                    ciclo: info.ciclo,
+                    desde: desde.iter().map(|h| h.to_string()).collect(),
+                    heads: doc.get_heads().iter().map(|h| h.to_string()).collect(),
+                    bytes: payload.len() as u64,
+                }],
+            },
+            payloads: vec![payload],
+        }
+    }
+
+    async fn importar_en(store: &Store, b: &Bundle) -> Result<Vec<Importado>, BundleError> {
+        importar(store, b, 2, |_| true).await
+    }
+
+    #[tokio::test]
+    async fn importar_rechaza_datos_ilegibles_con_suma_valida_sin_escribir_nada() {
+        let (mut doc, _) = con_acuerdos(&["uno", "dos", "tres"]);
+        let bueno = paquete(&mut doc, &[]);
+        let mut truncado = bueno.clone();
+        let n = truncado.payloads[0].len();
+        truncado.payloads[0].truncate(n - n / 3);
+        truncado.header.documentos[0].bytes = truncado.payloads[0].len() as u64;
+        let mut volteado = bueno.clone();
+        let n = volteado.payloads[0].len();
+        volteado.payloads[0][n - 10] ^= 0x40;
+        let mut cabecera_falsa = bueno.clone();
+        cabecera_falsa.header.documentos[0].heads = vec![ChangeHash([7; 32]).to_string()];
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        for (nombre, b) in [
+            ("truncado", truncado),
+            ("volteado", volteado),
+            ("cabecera falsa", cabecera_falsa),
+        ] {
+            let b = Bundle::decode(&b.encode()).expect("the envelope is intact");
+            let err = importar_en(&store, &b).await.unwrap_err();
+            assert!(matches!(err, BundleError::Damaged(_)), "{nombre}: {err}");
+            assert!(
+                err.to_string()
+                    .starts_with("el paquete está incompleto o dañado"),
+                "{nombre}: {err}"
+            );
+            assert!(store.documents().await.unwrap().is_empty(), "{nombre}");
+        }
+        let r = importar_en(&store, &bueno).await.unwrap();
+        assert_eq!(r[0].cambios_nuevos, 3);
+    }
+
+    #[tokio::test]
+    async fn importar_rechaza_cambios_que_esperan_un_paquete_anterior() {
+        let (mut doc, heads) = con_acuerdos(&["uno", "dos"]);
+        // Only the second acuerdo: it depends on the first.
+        let segundo = paquete(&mut doc, &heads[0]);
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let err = importar_en(&store, &segundo).await.unwrap_err();
+        assert!(matches!(err, BundleError::MissingDeps(_)), "{err}");
+        assert!(
+            err.to_string().contains(
+                "depende de cambios que este equipo todavía no tiene; importe primero el paquete anterior"
+            ),
+            "{err}"
+        );
+        assert!(store.documents().await.unwrap().is_empty());
+
+        // With the first one already imported, the second applies.
+        let (mut primero_doc, _) = con_acuerdos(&["uno"]);
+        importar_en(&store, &paquete(&mut primero_doc, &[]))
+            .await
+            .unwrap();
+        let err = importar_en(&store, &segundo).await;
+        assert_eq!(err.unwrap()[0].cambios_nuevos, 1);
+        let mut cargado = store.load(&info_escuela().id).await.unwrap().unwrap();
+        assert_eq!(cargado.get_heads(), doc.get_heads());
+    }
 
     fn sample() -> Bundle {
         Bundle {

@@ -8,7 +8,7 @@ use thiserror::Error;
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum ModelError {
     /// A value typed by a person (or received from elsewhere) is not of the accepted form.
-    #[error("{campo} inválido «{valor}»: {esperado}")]
+    #[error("{campo}: «{valor}» no es válido; {esperado}")]
     Invalid {
         campo: &'static str,
         valor: String,
@@ -55,5 +55,21 @@ impl ModelError {
 impl From<automerge::AutomergeError> for ModelError {
     fn from(e: automerge::AutomergeError) -> Self {
         ModelError::Automerge(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_se_lee_igual_para_campos_femeninos_y_masculinos() {
+        let e = ModelError::invalid("fecha", "2026-02-30", "se espera una fecha real");
+        assert_eq!(
+            e.to_string(),
+            "fecha: «2026-02-30» no es válido; se espera una fecha real"
+        );
+        let e = ModelError::invalid("CCT", "x", "10 caracteres");
+        assert_eq!(e.to_string(), "CCT: «x» no es válido; 10 caracteres");
     }
 }

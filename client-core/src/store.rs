@@ -35,11 +35,11 @@ pub const COMPACT_AFTER_CHUNKS: i64 = 64;
 #[derive(Debug, Error)]
 pub enum StoreError {
     #[error(
-        "el archivo {path} no es una base de datos de Bitácora o está dañado; no se modificó ({detalle})"
+        "el archivo {path} no es una base de datos de Bitácora o está dañado; no se modificó (detalle técnico: {detalle})"
     )]
     Corrupt { path: PathBuf, detalle: String },
     #[error(
-        "el documento {doc} guardado en {path} está dañado y no se puede cargar; no se modificó ({detalle})"
+        "el documento {doc} guardado en {path} está dañado y no se puede cargar; no se modificó (detalle técnico: {detalle})"
     )]
     CorruptDocument {
         path: PathBuf,
