@@ -6,12 +6,14 @@
 //! - [`protocol`]: the automerge-repo wire codec and sync state machine; pure, no I/O.
 //! - [`resumen`]: the school's own summary, computed from a read document.
 //! - [`store`]: the local store (SQLite through sqlx): snapshots plus change chunks, crash-safe.
+//! - [`engine`]: the sync engine, the only network I/O of this crate (WebSocket to a server).
 //! - [`bundle`]: the file format that carries changes on a USB stick.
 //!
 //! See docs/architecture.md for the code map and the invariants.
 
 pub mod bundle;
 pub mod catalogo;
+pub mod engine;
 pub mod error;
 pub mod ids;
 pub mod model;

@@ -346,6 +346,50 @@ impl Store {
             .collect())
     }
 
+    /// This replica's storage id for the sync protocol: generated once, then kept.
+    pub async fn storage_id(&self) -> Result<String, StoreError> {
+        let candidate: String = (0..16)
+            .map(|_| format!("{:02x}", rand::random::<u8>()))
+            .collect();
+        sqlx::query("INSERT OR IGNORE INTO meta (key, value) VALUES ('storage_id', ?)")
+            .bind(&candidate)
+            .execute(&self.pool)
+            .await?;
+        Ok(self.get_meta("storage_id").await?.unwrap_or(candidate))
+    }
+
+    pub async fn save_sync_state(
+        &self,
+        peer: &str,
+        id: &DocumentId,
+        state: &[u8],
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO sync_states (peer, doc_id, state) VALUES (?, ?, ?) \
+             ON CONFLICT(peer, doc_id) DO UPDATE SET state = excluded.state",
+        )
+        .bind(peer)
+        .bind(id.to_string())
+        .bind(state)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn load_sync_state(
+        &self,
+        peer: &str,
+        id: &DocumentId,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT state FROM sync_states WHERE peer = ? AND doc_id = ?")
+                .bind(peer)
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
     /// Runs SQLite's integrity check; `Ok(())` when the file is sound.
     pub async fn integrity_check(&self) -> Result<(), StoreError> {
         let r: String = sqlx::query_scalar("PRAGMA integrity_check")

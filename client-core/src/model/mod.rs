@@ -153,9 +153,15 @@ pub(crate) fn get_scalar(doc: &AutoCommit, obj: &ObjId, key: &str) -> Option<Sca
     }
 }
 
+/// A short string field. Clients such as automerge-repo's JavaScript (automerge 3) write plain
+/// strings as Text objects by default; those are read as their content.
 pub(crate) fn get_str(doc: &AutoCommit, obj: &ObjId, key: &str) -> Option<String> {
-    match get_scalar(doc, obj, key)? {
-        ScalarValue::Str(s) => Some(s.to_string()),
+    match doc.get(obj, key).ok()?? {
+        (Value::Scalar(s), _) => match s.as_ref() {
+            ScalarValue::Str(s) => Some(s.to_string()),
+            _ => None,
+        },
+        (Value::Object(ObjType::Text), id) => doc.text(&id).ok(),
         _ => None,
     }
 }

@@ -41,7 +41,10 @@ pub fn autorias(data: &[u8]) -> Result<Vec<Autoria>, ChangesError> {
     let mut out = Vec::new();
     let mut pos = 0;
     while pos < data.len() {
-        let err = |reason: &str| ChangesError { offset: pos, reason: reason.to_string() };
+        let err = |reason: &str| ChangesError {
+            offset: pos,
+            reason: reason.to_string(),
+        };
         let rest = &data[pos..];
         if rest.len() < 10 || rest[..4] != MAGIC {
             return Err(err("not an automerge chunk"));
@@ -57,17 +60,26 @@ pub fn autorias(data: &[u8]) -> Result<Vec<Autoria>, ChangesError> {
             0 => {
                 let doc = Automerge::load(chunk).map_err(|e| err(&e.to_string()))?;
                 for c in doc.get_changes(&[]) {
-                    out.push(Autoria { actor: c.actor_id().clone(), hash: c.hash() });
+                    out.push(Autoria {
+                        actor: c.actor_id().clone(),
+                        hash: c.hash(),
+                    });
                 }
             }
             1 | 2 => {
                 let c = Change::try_from(chunk).map_err(|e| err(&e.to_string()))?;
-                out.push(Autoria { actor: c.actor_id().clone(), hash: c.hash() });
+                out.push(Autoria {
+                    actor: c.actor_id().clone(),
+                    hash: c.hash(),
+                });
             }
             3 => {
                 let b = Bundle::try_from(chunk).map_err(|e| err(&e.to_string()))?;
                 for c in b.to_changes().map_err(|e| err(&e.to_string()))? {
-                    out.push(Autoria { actor: c.actor_id().clone(), hash: c.hash() });
+                    out.push(Autoria {
+                        actor: c.actor_id().clone(),
+                        hash: c.hash(),
+                    });
                 }
             }
             t => return Err(err(&format!("unknown chunk type {t}"))),
@@ -97,10 +109,17 @@ mod tests {
         // A change chunk sequence.
         let chunks = other.save_after(&heads);
         let found = autorias(&chunks).unwrap();
-        assert_eq!(found.iter().map(|x| x.actor.clone()).collect::<Vec<_>>(), vec![b.clone()]);
+        assert_eq!(
+            found.iter().map(|x| x.actor.clone()).collect::<Vec<_>>(),
+            vec![b.clone()]
+        );
         // A whole document.
         let whole = other.save();
-        let mut actors: Vec<_> = autorias(&whole).unwrap().into_iter().map(|x| x.actor).collect();
+        let mut actors: Vec<_> = autorias(&whole)
+            .unwrap()
+            .into_iter()
+            .map(|x| x.actor)
+            .collect();
         actors.sort();
         assert_eq!(actors, vec![a, b]);
         // Junk and truncation are errors, not panics.

@@ -42,16 +42,60 @@ pub struct PeerMetadata {
 /// Every message of the protocol.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Message {
-    Join { sender_id: PeerId, supported_protocol_versions: Vec<String>, metadata: Option<PeerMetadata> },
-    Peer { sender_id: PeerId, target_id: PeerId, selected_protocol_version: String, metadata: Option<PeerMetadata> },
-    Leave { sender_id: PeerId },
-    Sync { sender_id: PeerId, target_id: PeerId, document_id: DocumentId, data: Vec<u8> },
-    Request { sender_id: PeerId, target_id: PeerId, document_id: DocumentId, data: Vec<u8> },
-    DocUnavailable { sender_id: PeerId, target_id: PeerId, document_id: DocumentId },
-    Ephemeral { sender_id: PeerId, target_id: PeerId, document_id: DocumentId, count: u64, session_id: String, data: Vec<u8> },
-    RemoteSubscriptionChange { sender_id: PeerId, target_id: PeerId, add: Vec<String>, remove: Vec<String> },
-    RemoteHeadsChanged { sender_id: PeerId, target_id: PeerId, document_id: DocumentId, new_heads: NewHeads },
-    Error { message: String },
+    Join {
+        sender_id: PeerId,
+        supported_protocol_versions: Vec<String>,
+        metadata: Option<PeerMetadata>,
+    },
+    Peer {
+        sender_id: PeerId,
+        target_id: PeerId,
+        selected_protocol_version: String,
+        metadata: Option<PeerMetadata>,
+    },
+    Leave {
+        sender_id: PeerId,
+    },
+    Sync {
+        sender_id: PeerId,
+        target_id: PeerId,
+        document_id: DocumentId,
+        data: Vec<u8>,
+    },
+    Request {
+        sender_id: PeerId,
+        target_id: PeerId,
+        document_id: DocumentId,
+        data: Vec<u8>,
+    },
+    DocUnavailable {
+        sender_id: PeerId,
+        target_id: PeerId,
+        document_id: DocumentId,
+    },
+    Ephemeral {
+        sender_id: PeerId,
+        target_id: PeerId,
+        document_id: DocumentId,
+        count: u64,
+        session_id: String,
+        data: Vec<u8>,
+    },
+    RemoteSubscriptionChange {
+        sender_id: PeerId,
+        target_id: PeerId,
+        add: Vec<String>,
+        remove: Vec<String>,
+    },
+    RemoteHeadsChanged {
+        sender_id: PeerId,
+        target_id: PeerId,
+        document_id: DocumentId,
+        new_heads: NewHeads,
+    },
+    Error {
+        message: String,
+    },
 }
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -155,14 +199,22 @@ fn number(d: &mut Decoder<'_>, f: &'static str) -> Result<Option<u64>, CodecErro
         Type::U8 | Type::U16 | Type::U32 | Type::U64 => Ok(Some(d.u64()?)),
         Type::F16 | Type::F32 | Type::F64 => {
             let v = d.f64()?;
-            if v.is_finite() && v >= 0.0 { Ok(Some(v as u64)) } else { Err(CodecError::WrongType(f)) }
+            if v.is_finite() && v >= 0.0 {
+                Ok(Some(v as u64))
+            } else {
+                Err(CodecError::WrongType(f))
+            }
         }
         _ => Err(CodecError::WrongType(f)),
     }
 }
 
 /// Iterates a definite or indefinite container, calling `item` for each entry.
-fn each(d: &mut Decoder<'_>, len: Option<u64>, mut item: impl FnMut(&mut Decoder<'_>) -> Result<(), CodecError>) -> Result<(), CodecError> {
+fn each(
+    d: &mut Decoder<'_>,
+    len: Option<u64>,
+    mut item: impl FnMut(&mut Decoder<'_>) -> Result<(), CodecError>,
+) -> Result<(), CodecError> {
     match len {
         Some(n) => {
             for _ in 0..n {
@@ -214,7 +266,11 @@ fn metadata(d: &mut Decoder<'_>) -> Result<Option<PeerMetadata>, CodecError> {
         match key.as_str() {
             "storageId" => m.storage_id = text(d, "storageId")?,
             "isEphemeral" => {
-                m.is_ephemeral = if absent(d)? { false } else { d.bool().map_err(|_| CodecError::WrongType("isEphemeral"))? }
+                m.is_ephemeral = if absent(d)? {
+                    false
+                } else {
+                    d.bool().map_err(|_| CodecError::WrongType("isEphemeral"))?
+                }
             }
             _ => d.skip()?,
         }
@@ -265,7 +321,9 @@ impl Message {
                 "targetId" => f.target_id = text(d, "targetId")?,
                 "documentId" => f.document_id = text(d, "documentId")?,
                 "data" => f.data = bytes(d, "data")?,
-                "supportedProtocolVersions" => f.versions = strings(d, "supportedProtocolVersions")?,
+                "supportedProtocolVersions" => {
+                    f.versions = strings(d, "supportedProtocolVersions")?
+                }
                 "selectedProtocolVersion" => f.selected = text(d, "selectedProtocolVersion")?,
                 "peerMetadata" | "metadata" => f.metadata = metadata(d)?,
                 "message" => f.message = text(d, "message")?,
@@ -282,7 +340,11 @@ impl Message {
             return Err(CodecError::Trailing);
         }
         let ty = f.r#type.take().ok_or(CodecError::Missing("type"))?;
-        let peer = |v: Option<String>, n: &'static str| v.filter(|s| !s.is_empty()).map(PeerId).ok_or(CodecError::Missing(n));
+        let peer = |v: Option<String>, n: &'static str| {
+            v.filter(|s| !s.is_empty())
+                .map(PeerId)
+                .ok_or(CodecError::Missing(n))
+        };
         let doc = |v: Option<String>| {
             let s = v.ok_or(CodecError::Missing("documentId"))?;
             DocumentId::parse(&s).map_err(|_| CodecError::BadDocumentId(s))
@@ -290,24 +352,43 @@ impl Message {
         Ok(match ty.as_str() {
             "join" => Message::Join {
                 sender_id: peer(f.sender_id, "senderId")?,
-                supported_protocol_versions: f.versions.ok_or(CodecError::Missing("supportedProtocolVersions"))?,
+                supported_protocol_versions: f
+                    .versions
+                    .ok_or(CodecError::Missing("supportedProtocolVersions"))?,
                 metadata: f.metadata,
             },
             "peer" => Message::Peer {
                 sender_id: peer(f.sender_id, "senderId")?,
                 target_id: peer(f.target_id, "targetId")?,
-                selected_protocol_version: f.selected.ok_or(CodecError::Missing("selectedProtocolVersion"))?,
+                selected_protocol_version: f
+                    .selected
+                    .ok_or(CodecError::Missing("selectedProtocolVersion"))?,
                 metadata: f.metadata,
             },
-            "leave" => Message::Leave { sender_id: peer(f.sender_id, "senderId")? },
+            "leave" => Message::Leave {
+                sender_id: peer(f.sender_id, "senderId")?,
+            },
             "sync" | "request" => {
-                let (sender_id, target_id) = (peer(f.sender_id, "senderId")?, peer(f.target_id, "targetId")?);
+                let (sender_id, target_id) = (
+                    peer(f.sender_id, "senderId")?,
+                    peer(f.target_id, "targetId")?,
+                );
                 let document_id = doc(f.document_id)?;
                 let data = f.data.ok_or(CodecError::Missing("data"))?;
                 if ty == "sync" {
-                    Message::Sync { sender_id, target_id, document_id, data }
+                    Message::Sync {
+                        sender_id,
+                        target_id,
+                        document_id,
+                        data,
+                    }
                 } else {
-                    Message::Request { sender_id, target_id, document_id, data }
+                    Message::Request {
+                        sender_id,
+                        target_id,
+                        document_id,
+                        data,
+                    }
                 }
             }
             "doc-unavailable" => Message::DocUnavailable {
@@ -335,7 +416,9 @@ impl Message {
                 document_id: doc(f.document_id)?,
                 new_heads: f.new_heads.ok_or(CodecError::Missing("newHeads"))?,
             },
-            "error" => Message::Error { message: f.message.ok_or(CodecError::Missing("message"))? },
+            "error" => Message::Error {
+                message: f.message.ok_or(CodecError::Missing("message"))?,
+            },
             other => return Err(CodecError::UnknownType(other.chars().take(64).collect())),
         })
     }
@@ -343,12 +426,19 @@ impl Message {
     /// Encodes one frame (definite-length map, as the JS client expects).
     pub fn encode(&self) -> Vec<u8> {
         let mut e = Encoder::new(Vec::new());
-        self.encode_into(&mut e).expect("writing to a Vec cannot fail");
+        self.encode_into(&mut e)
+            .expect("writing to a Vec cannot fail");
         e.into_writer()
     }
 
-    fn encode_into(&self, e: &mut Encoder<Vec<u8>>) -> Result<(), minicbor::encode::Error<std::convert::Infallible>> {
-        fn meta(e: &mut Encoder<Vec<u8>>, m: &PeerMetadata) -> Result<(), minicbor::encode::Error<std::convert::Infallible>> {
+    fn encode_into(
+        &self,
+        e: &mut Encoder<Vec<u8>>,
+    ) -> Result<(), minicbor::encode::Error<std::convert::Infallible>> {
+        fn meta(
+            e: &mut Encoder<Vec<u8>>,
+            m: &PeerMetadata,
+        ) -> Result<(), minicbor::encode::Error<std::convert::Infallible>> {
             e.map(if m.storage_id.is_some() { 2 } else { 1 })?;
             if let Some(s) = &m.storage_id {
                 e.str("storageId")?.str(s)?;
@@ -357,11 +447,16 @@ impl Message {
             Ok(())
         }
         match self {
-            Message::Join { sender_id, supported_protocol_versions, metadata } => {
+            Message::Join {
+                sender_id,
+                supported_protocol_versions,
+                metadata,
+            } => {
                 e.map(3 + metadata.is_some() as u64)?;
                 e.str("type")?.str("join")?;
                 e.str("senderId")?.str(&sender_id.0)?;
-                e.str("supportedProtocolVersions")?.array(supported_protocol_versions.len() as u64)?;
+                e.str("supportedProtocolVersions")?
+                    .array(supported_protocol_versions.len() as u64)?;
                 for v in supported_protocol_versions {
                     e.str(v)?;
                 }
@@ -370,23 +465,47 @@ impl Message {
                     meta(e, m)?;
                 }
             }
-            Message::Peer { sender_id, target_id, selected_protocol_version, metadata } => {
+            Message::Peer {
+                sender_id,
+                target_id,
+                selected_protocol_version,
+                metadata,
+            } => {
                 e.map(4 + metadata.is_some() as u64)?;
                 e.str("type")?.str("peer")?;
                 e.str("senderId")?.str(&sender_id.0)?;
                 e.str("targetId")?.str(&target_id.0)?;
-                e.str("selectedProtocolVersion")?.str(selected_protocol_version)?;
+                e.str("selectedProtocolVersion")?
+                    .str(selected_protocol_version)?;
                 if let Some(m) = metadata {
                     e.str("peerMetadata")?;
                     meta(e, m)?;
                 }
             }
             Message::Leave { sender_id } => {
-                e.map(2)?.str("type")?.str("leave")?.str("senderId")?.str(&sender_id.0)?;
+                e.map(2)?
+                    .str("type")?
+                    .str("leave")?
+                    .str("senderId")?
+                    .str(&sender_id.0)?;
             }
-            Message::Sync { sender_id, target_id, document_id, data }
-            | Message::Request { sender_id, target_id, document_id, data } => {
-                let ty = if matches!(self, Message::Sync { .. }) { "sync" } else { "request" };
+            Message::Sync {
+                sender_id,
+                target_id,
+                document_id,
+                data,
+            }
+            | Message::Request {
+                sender_id,
+                target_id,
+                document_id,
+                data,
+            } => {
+                let ty = if matches!(self, Message::Sync { .. }) {
+                    "sync"
+                } else {
+                    "request"
+                };
                 e.map(5)?;
                 e.str("type")?.str(ty)?;
                 e.str("senderId")?.str(&sender_id.0)?;
@@ -394,14 +513,25 @@ impl Message {
                 e.str("documentId")?.str(&document_id.to_string())?;
                 e.str("data")?.bytes(data)?;
             }
-            Message::DocUnavailable { sender_id, target_id, document_id } => {
+            Message::DocUnavailable {
+                sender_id,
+                target_id,
+                document_id,
+            } => {
                 e.map(4)?;
                 e.str("type")?.str("doc-unavailable")?;
                 e.str("senderId")?.str(&sender_id.0)?;
                 e.str("targetId")?.str(&target_id.0)?;
                 e.str("documentId")?.str(&document_id.to_string())?;
             }
-            Message::Ephemeral { sender_id, target_id, document_id, count, session_id, data } => {
+            Message::Ephemeral {
+                sender_id,
+                target_id,
+                document_id,
+                count,
+                session_id,
+                data,
+            } => {
                 e.map(7)?;
                 e.str("type")?.str("ephemeral")?;
                 e.str("senderId")?.str(&sender_id.0)?;
@@ -411,7 +541,12 @@ impl Message {
                 e.str("sessionId")?.str(session_id)?;
                 e.str("data")?.bytes(data)?;
             }
-            Message::RemoteSubscriptionChange { sender_id, target_id, add, remove } => {
+            Message::RemoteSubscriptionChange {
+                sender_id,
+                target_id,
+                add,
+                remove,
+            } => {
                 e.map(5)?;
                 e.str("type")?.str("remote-subscription-change")?;
                 e.str("senderId")?.str(&sender_id.0)?;
@@ -425,7 +560,12 @@ impl Message {
                     e.str(r)?;
                 }
             }
-            Message::RemoteHeadsChanged { sender_id, target_id, document_id, new_heads } => {
+            Message::RemoteHeadsChanged {
+                sender_id,
+                target_id,
+                document_id,
+                new_heads,
+            } => {
                 e.map(5)?;
                 e.str("type")?.str("remote-heads-changed")?;
                 e.str("senderId")?.str(&sender_id.0)?;
@@ -442,7 +582,11 @@ impl Message {
                 }
             }
             Message::Error { message } => {
-                e.map(2)?.str("type")?.str("error")?.str("message")?.str(message)?;
+                e.map(2)?
+                    .str("type")?
+                    .str("error")?
+                    .str("message")?
+                    .str(message)?;
             }
         }
         Ok(())

@@ -6,5 +6,5 @@ pub mod changes;
 pub mod message;
 pub mod session;
 
-pub use message::{CodecError, Message, PeerId, PeerMetadata, PROTOCOL_VERSION};
+pub use message::{CodecError, Message, PROTOCOL_VERSION, PeerId, PeerMetadata};
 pub use session::{Inbound, ProtocolError, Role, Session};

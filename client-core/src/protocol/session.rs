@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use automerge::sync::{self, SyncDoc};
 use thiserror::Error;
 
-use super::message::{CodecError, Message, PeerId, PeerMetadata, PROTOCOL_VERSION};
+use super::message::{CodecError, Message, PROTOCOL_VERSION, PeerId, PeerMetadata};
 use crate::ids::DocumentId;
 
 /// Which side of the handshake this session plays.
@@ -51,11 +51,18 @@ pub enum Inbound {
     Ready,
     /// The peer sent sync data for a document. `request` is true for `request` messages,
     /// which expect `doc-unavailable` if the document cannot be served.
-    Sync { document_id: DocumentId, data: Vec<u8>, request: bool },
+    Sync {
+        document_id: DocumentId,
+        data: Vec<u8>,
+        request: bool,
+    },
     /// The peer does not have (or will not give) this document.
     Unavailable { document_id: DocumentId },
     /// An ephemeral message to relay to the document's other peers.
-    Ephemeral { document_id: DocumentId, message: Message },
+    Ephemeral {
+        document_id: DocumentId,
+        message: Message,
+    },
     /// The peer said it is leaving.
     Leave,
     /// The peer reported an error; the connection should close.
@@ -67,7 +74,10 @@ pub enum Inbound {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Phase {
     Handshake,
-    Ready { them: PeerId, metadata: Option<PeerMetadata> },
+    Ready {
+        them: PeerId,
+        metadata: Option<PeerMetadata>,
+    },
 }
 
 /// Counters of one session, for the sync summary and metrics.
@@ -89,7 +99,14 @@ pub struct Session {
 
 impl Session {
     pub fn new(role: Role, us: PeerId, our_metadata: PeerMetadata) -> Session {
-        Session { role, us, our_metadata, phase: Phase::Handshake, docs: HashMap::new(), stats: Stats::default() }
+        Session {
+            role,
+            us,
+            our_metadata,
+            phase: Phase::Handshake,
+            docs: HashMap::new(),
+            stats: Stats::default(),
+        }
     }
 
     /// The `join` an initiator sends first.
@@ -132,7 +149,10 @@ impl Session {
     fn check_sender(&self, sender: &PeerId) -> Result<(), ProtocolError> {
         match &self.phase {
             Phase::Ready { them, .. } if them == sender => Ok(()),
-            Phase::Ready { them, .. } => Err(ProtocolError::WrongSender { expected: them.0.clone(), got: sender.0.clone() }),
+            Phase::Ready { them, .. } => Err(ProtocolError::WrongSender {
+                expected: them.0.clone(),
+                got: sender.0.clone(),
+            }),
             Phase::Handshake => Err(ProtocolError::NotJoined("sync")),
         }
     }
@@ -146,12 +166,21 @@ impl Session {
     pub fn receive(&mut self, msg: Message) -> Result<Inbound, ProtocolError> {
         let ready = matches!(self.phase, Phase::Ready { .. });
         match msg {
-            Message::Join { sender_id, supported_protocol_versions, metadata } => {
+            Message::Join {
+                sender_id,
+                supported_protocol_versions,
+                metadata,
+            } => {
                 if self.role != Role::Acceptor || ready {
                     return Err(ProtocolError::AlreadyJoined("join"));
                 }
-                if !supported_protocol_versions.iter().any(|v| v == PROTOCOL_VERSION) {
-                    return Err(ProtocolError::UnsupportedVersion(supported_protocol_versions.join(",")));
+                if !supported_protocol_versions
+                    .iter()
+                    .any(|v| v == PROTOCOL_VERSION)
+                {
+                    return Err(ProtocolError::UnsupportedVersion(
+                        supported_protocol_versions.join(","),
+                    ));
                 }
                 let reply = Message::Peer {
                     sender_id: self.us.clone(),
@@ -159,42 +188,87 @@ impl Session {
                     selected_protocol_version: PROTOCOL_VERSION.to_string(),
                     metadata: Some(self.our_metadata.clone()),
                 };
-                self.phase = Phase::Ready { them: sender_id, metadata };
+                self.phase = Phase::Ready {
+                    them: sender_id,
+                    metadata,
+                };
                 Ok(Inbound::Reply(reply))
             }
-            Message::Peer { sender_id, selected_protocol_version, metadata, .. } => {
+            Message::Peer {
+                sender_id,
+                selected_protocol_version,
+                metadata,
+                ..
+            } => {
                 if self.role != Role::Initiator || ready {
                     return Err(ProtocolError::AlreadyJoined("peer"));
                 }
                 if selected_protocol_version != PROTOCOL_VERSION {
                     return Err(ProtocolError::UnsupportedVersion(selected_protocol_version));
                 }
-                self.phase = Phase::Ready { them: sender_id, metadata };
+                self.phase = Phase::Ready {
+                    them: sender_id,
+                    metadata,
+                };
                 Ok(Inbound::Ready)
             }
             Message::Error { message } => Ok(Inbound::PeerError(message)),
             _ if !ready => Err(ProtocolError::NotJoined(msg.kind())),
             Message::Leave { .. } => Ok(Inbound::Leave),
-            Message::Sync { sender_id, document_id, data, .. } => {
+            Message::Sync {
+                sender_id,
+                document_id,
+                data,
+                ..
+            } => {
                 self.check_sender(&sender_id)?;
                 self.stats.sync_messages_in += 1;
-                Ok(Inbound::Sync { document_id, data, request: false })
+                Ok(Inbound::Sync {
+                    document_id,
+                    data,
+                    request: false,
+                })
             }
-            Message::Request { sender_id, document_id, data, .. } => {
+            Message::Request {
+                sender_id,
+                document_id,
+                data,
+                ..
+            } => {
                 self.check_sender(&sender_id)?;
                 self.stats.sync_messages_in += 1;
-                Ok(Inbound::Sync { document_id, data, request: true })
+                Ok(Inbound::Sync {
+                    document_id,
+                    data,
+                    request: true,
+                })
             }
-            Message::DocUnavailable { sender_id, document_id, .. } => {
+            Message::DocUnavailable {
+                sender_id,
+                document_id,
+                ..
+            } => {
                 self.check_sender(&sender_id)?;
                 Ok(Inbound::Unavailable { document_id })
             }
             m @ Message::Ephemeral { .. } => {
-                let Message::Ephemeral { sender_id, document_id, .. } = &m else { unreachable!() };
+                let Message::Ephemeral {
+                    sender_id,
+                    document_id,
+                    ..
+                } = &m
+                else {
+                    unreachable!()
+                };
                 self.check_sender(sender_id)?;
-                Ok(Inbound::Ephemeral { document_id: *document_id, message: m })
+                Ok(Inbound::Ephemeral {
+                    document_id: *document_id,
+                    message: m,
+                })
             }
-            Message::RemoteSubscriptionChange { .. } | Message::RemoteHeadsChanged { .. } => Ok(Inbound::Ignore),
+            Message::RemoteSubscriptionChange { .. } | Message::RemoteHeadsChanged { .. } => {
+                Ok(Inbound::Ignore)
+            }
         }
     }
 
@@ -205,9 +279,15 @@ impl Session {
     }
 
     /// Applies a decoded sync message to the caller's document.
-    pub fn apply(&mut self, document_id: DocumentId, doc: &mut impl SyncDoc, msg: sync::Message) -> Result<(), ProtocolError> {
+    pub fn apply(
+        &mut self,
+        document_id: DocumentId,
+        doc: &mut impl SyncDoc,
+        msg: sync::Message,
+    ) -> Result<(), ProtocolError> {
         let state = self.docs.entry(document_id).or_default();
-        doc.receive_sync_message(state, msg).map_err(|e| ProtocolError::Apply(e.to_string()))
+        doc.receive_sync_message(state, msg)
+            .map_err(|e| ProtocolError::Apply(e.to_string()))
     }
 
     /// The next sync message for a document, if the peer needs one.
@@ -215,24 +295,44 @@ impl Session {
         let state = self.docs.entry(document_id).or_default();
         let msg = doc.generate_sync_message(state)?;
         self.stats.sync_messages_out += 1;
-        Some(Message::Sync { sender_id: self.us.clone(), target_id: self.them(), document_id, data: msg.encode() })
+        Some(Message::Sync {
+            sender_id: self.us.clone(),
+            target_id: self.them(),
+            document_id,
+            data: msg.encode(),
+        })
     }
 
     /// Like [`Session::generate`] but as a `request` (an initiator asking for a document it may
     /// not have): always produces a message.
     pub fn request(&mut self, document_id: DocumentId, doc: &impl SyncDoc) -> Message {
         let state = self.docs.entry(document_id).or_default();
-        let data = doc.generate_sync_message(state).map(|m| m.encode()).unwrap_or_else(|| {
-            // Nothing new to say: an empty-doc hello still asks for the document.
-            automerge::Automerge::new().generate_sync_message(&mut sync::State::new()).map(|m| m.encode()).unwrap_or_default()
-        });
+        let data = doc
+            .generate_sync_message(state)
+            .map(|m| m.encode())
+            .unwrap_or_else(|| {
+                // Nothing new to say: an empty-doc hello still asks for the document.
+                automerge::Automerge::new()
+                    .generate_sync_message(&mut sync::State::new())
+                    .map(|m| m.encode())
+                    .unwrap_or_default()
+            });
         self.stats.sync_messages_out += 1;
-        Message::Request { sender_id: self.us.clone(), target_id: self.them(), document_id, data }
+        Message::Request {
+            sender_id: self.us.clone(),
+            target_id: self.them(),
+            document_id,
+            data,
+        }
     }
 
     /// `doc-unavailable` for a document this side cannot or will not serve.
     pub fn unavailable(&self, document_id: DocumentId) -> Message {
-        Message::DocUnavailable { sender_id: self.us.clone(), target_id: self.them(), document_id }
+        Message::DocUnavailable {
+            sender_id: self.us.clone(),
+            target_id: self.them(),
+            document_id,
+        }
     }
 
     /// Whether the sync state of a document says both sides hold the same heads.
@@ -286,7 +386,12 @@ impl Session {
     /// Wraps an automerge sync message generated outside the session as a `sync` to the peer.
     pub fn wrap(&mut self, document_id: DocumentId, msg: sync::Message) -> Message {
         self.stats.sync_messages_out += 1;
-        Message::Sync { sender_id: self.us.clone(), target_id: self.them(), document_id, data: msg.encode() }
+        Message::Sync {
+            sender_id: self.us.clone(),
+            target_id: self.them(),
+            document_id,
+            data: msg.encode(),
+        }
     }
 
     /// Whether this session has touched a document.
