@@ -674,18 +674,16 @@ async fn cmd_acuerdo(app: &mut App, a: AcuerdoCmd, json: bool) -> Result<()> {
                 }
                 None => None,
             };
-            let mut cambios = 0;
-            if let Some(t) = texto.filter(|t| t.trim_end() != actual.texto.trim_end()) {
-                let t = t.trim_end().to_string();
-                app.escribir(|doc, ctx| escuela::editar_texto_acuerdo(doc, ctx, &aid, &t))
-                    .await?;
-                cambios += 1;
-            }
-            if !responsables.is_empty() || fecha.is_some() {
-                let r = (!responsables.is_empty()).then_some(responsables.as_slice());
-                app.escribir(|doc, ctx| escuela::editar_acuerdo(doc, ctx, &aid, r, fecha))
-                    .await?;
-                cambios += 1;
+            let texto = texto
+                .map(|t| t.trim_end().to_string())
+                .filter(|t| *t != actual.texto.trim_end());
+            let r = (!responsables.is_empty()).then_some(responsables.as_slice());
+            let cambios = usize::from(texto.is_some() || r.is_some() || fecha.is_some());
+            if cambios > 0 {
+                app.escribir(|doc, ctx| {
+                    escuela::editar_acuerdo(doc, ctx, &aid, texto.as_deref(), r, fecha)
+                })
+                .await?;
             }
             if cambios == 0 {
                 println!("Sin cambios en el acuerdo {aid}.");

@@ -1304,3 +1304,42 @@ fn json_de_consultas_es_valido() {
     assert_eq!(e["escuela"]["nombre"], "Escuela Benito Juárez");
     assert_eq!(e["escuela"]["acuerdos"][0]["id"], d.acuerdo.as_str());
 }
+
+#[test]
+fn editar_acuerdo_con_un_dato_invalido_no_escribe_nada() {
+    // Text and responsables in one command are one change: a bad responsable must not leave
+    // the new text saved.
+    let d = escuela_con_datos();
+    rechaza(
+        d.path(),
+        &[
+            "acuerdo",
+            "edit",
+            &d.acuerdo,
+            "--texto",
+            "Texto nuevo",
+            "--responsable",
+            "  ",
+        ],
+        &["responsable"],
+    );
+    let antes = json(d.path(), &["historial"]).as_array().unwrap().len();
+    ok(
+        d.path(),
+        &[
+            "acuerdo",
+            "edit",
+            &d.acuerdo,
+            "--texto",
+            "Texto nuevo",
+            "--responsable",
+            "Ana",
+        ],
+    );
+    let despues = json(d.path(), &["historial"]).as_array().unwrap().len();
+    assert_eq!(
+        despues,
+        antes + 1,
+        "text and responsables are saved as one change"
+    );
+}

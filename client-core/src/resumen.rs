@@ -10,7 +10,8 @@
 //! - Acuerdo vencido: status `pendiente` or `en_proceso` and due date before today.
 //! - % requieren apoyo (seed 002): (students counted / total students) x 100, over the groups of
 //!   the most advanced corte recorded (cierre, else intermedio, else diagnóstico); a group's
-//!   total is its enrolment at the end of the cycle, else at its start.
+//!   total is its enrolment at the end of the cycle, else at its start. Each figure counts only
+//!   the groups that recorded it, in the numerator and in the denominator.
 
 use std::collections::BTreeMap;
 
@@ -73,7 +74,9 @@ pub struct Indicador {
     /// Groups of the corte that recorded this count (0: nobody recorded it, so `alumnos` is
     /// "sin registro", not zero).
     pub grupos_con_registro: usize,
-    /// (alumnos / total_alumnos) x 100, one decimal.
+    /// The students of the groups that recorded this count (the denominator).
+    pub alumnos_base: u64,
+    /// (alumnos / alumnos_base) x 100, one decimal.
     pub porcentaje: f64,
 }
 
@@ -202,13 +205,18 @@ pub fn apoyo(e: &Escuela) -> Option<Apoyo> {
         .iter()
         .skip(8)
         .map(|(campo, nombre)| {
-            let alumnos: u64 = grupos.iter().filter_map(|g| g.get(campo)).sum();
+            // Only the groups that recorded this count: a group that did not answer is not
+            // a group with zero students needing support.
+            let con_registro: Vec<_> = grupos.iter().filter(|g| g.get(campo).is_some()).collect();
+            let alumnos: u64 = con_registro.iter().filter_map(|g| g.get(campo)).sum();
+            let base: u64 = con_registro.iter().filter_map(|g| g.total_alumnos()).sum();
             Indicador {
                 campo: campo.to_string(),
                 nombre: nombre.to_string(),
                 alumnos,
-                grupos_con_registro: grupos.iter().filter(|g| g.get(campo).is_some()).count(),
-                porcentaje: porcentaje(alumnos, total_alumnos),
+                grupos_con_registro: con_registro.len(),
+                alumnos_base: base,
+                porcentaje: porcentaje(alumnos, base),
             }
         })
         .collect();

@@ -74,6 +74,15 @@ pub struct Store {
 
 const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 
+/// The first 16 bytes of a file, if it exists.
+fn file_header(path: &Path) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut buf = Vec::with_capacity(16);
+    f.by_ref().take(16).read_to_end(&mut buf).ok()?;
+    Some(buf)
+}
+
 fn is_corruption(e: &sqlx::Error) -> Option<String> {
     if let sqlx::Error::Database(d) = e {
         // SQLITE_CORRUPT (11) and SQLITE_NOTADB (26), possibly extended.
@@ -108,7 +117,7 @@ impl Store {
         })?;
         let path = dir.join(DB_FILE);
         // Refuse a file that is not SQLite before SQLite touches it.
-        if let Ok(bytes) = std::fs::read(&path).map(|b| b.into_iter().take(16).collect::<Vec<u8>>())
+        if let Some(bytes) = file_header(&path)
             && !bytes.is_empty()
             && bytes.as_slice() != SQLITE_MAGIC
         {
@@ -226,7 +235,9 @@ impl Store {
 
     /// Loads a document (snapshot, then chunks in append order), or `None` if unknown.
     pub async fn load(&self, id: &DocumentId) -> Result<Option<AutoCommit>, StoreError> {
-        let mut conn = self.pool.acquire().await?;
+        // One read transaction: a compaction by another process cannot slip between reading
+        // the snapshot and reading the chunks.
+        let mut conn = self.pool.begin().await?;
         let known: Option<String> = sqlx::query_scalar("SELECT id FROM documents WHERE id = ?")
             .bind(id.to_string())
             .fetch_optional(&mut *conn)
@@ -244,7 +255,7 @@ impl Store {
                 .bind(id.to_string())
                 .fetch_all(&mut *conn)
                 .await?;
-        drop(conn);
+        conn.commit().await?;
         self.assemble(id, snapshot.as_deref(), chunks.iter().map(Vec::as_slice))
             .map(Some)
     }

@@ -935,20 +935,28 @@ pub fn editar_texto_acuerdo(
     )
 }
 
-/// Changes responsables and/or due date of an acuerdo.
+/// Changes the text (as character splices), responsables and/or due date of an acuerdo, in
+/// one change. Everything is validated before anything is written.
 pub fn editar_acuerdo(
     doc: &mut AutoCommit,
     ctx: &Ctx<'_>,
     id: &RecordId,
+    texto: Option<&str>,
     responsables: Option<&[String]>,
     fecha_compromiso: Option<Fecha>,
 ) -> Result<(), ModelError> {
     let obj = registro(doc, "acuerdos", "acuerdo", id)?;
+    if let Some(t) = texto {
+        no_vacio("texto del acuerdo", t)?;
+    }
     let responsables = responsables
         .map(|r| nombres("responsable", r))
         .transpose()?;
     let fecha = fecha_compromiso.map(|f| f.to_string());
     cambio(doc, ctx, &format!("Acuerdo editado: {id}"), |doc| {
+        if let Some(t) = texto {
+            escribir(doc, &obj, "texto", Campo::Texto(t))?;
+        }
         if let Some(r) = &responsables {
             escribir(doc, &obj, "responsables", Campo::Conjunto(r))?;
         }
