@@ -27,9 +27,11 @@ pub struct TestServer {
 }
 
 pub fn test_config(dir: PathBuf) -> Config {
-    let mut c = Config::default();
-    c.listen = "127.0.0.1:0".parse().expect("literal");
-    c.data_dir = dir;
+    let mut c = Config {
+        listen: "127.0.0.1:0".parse().expect("literal"),
+        data_dir: dir,
+        ..Default::default()
+    };
     c.jwt.secret = Some(Secret::new(SECRETO));
     c
 }
