@@ -31,6 +31,11 @@ pub mod claves {
     pub const ZONA: &str = "escuela.zona";
     pub const CICLO: &str = "escuela.ciclo";
     pub const AUTOR: &str = "autor";
+    pub const SERVIDOR: &str = "servidor";
+    pub const TOKEN: &str = "token";
+    pub const ULTIMA_SYNC: &str = "ultima_sync";
+    /// Prefix of the heads the server confirmed, per document id.
+    pub const CONFIRMADO: &str = "confirmado.";
 }
 
 pub fn data_dir(opt: Option<&Path>) -> Result<PathBuf> {

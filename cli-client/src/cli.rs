@@ -56,6 +56,19 @@ pub enum Comando {
     /// Paquetes de cambios para llevar en memoria USB.
     #[command(subcommand)]
     Bundle(BundleCmd),
+    /// Conecta este equipo con el servidor de la zona (guarda el servidor y el token).
+    Login {
+        /// Dirección del servidor, p. ej. https://zona14.example.mx
+        #[arg(long)]
+        servidor: String,
+        /// El token que le dio la supervisión (no se vuelve a mostrar).
+        #[arg(long)]
+        token: String,
+    },
+    /// Sincroniza los documentos de la escuela (y de su zona) con el servidor.
+    Sync,
+    /// Cambios sin confirmar, última sincronización y si el servidor responde.
+    Estado,
 }
 
 /// `--ciclo` (global) is required here.

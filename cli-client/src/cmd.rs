@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use bitacora_core::ModelError;
 use bitacora_core::bundle::{self, Bundle};
 use bitacora_core::catalogo::Catalogo;
+use bitacora_core::engine;
 use bitacora_core::ids::{Cct, CicloEscolar, DocumentId, Fecha, RecordId, ZonaClave};
 use bitacora_core::model::escuela::{
     self, Acuerdo, Corte, EstadoAccion, EstadoAcuerdo, Fase, NivelLogro,
@@ -38,6 +39,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Comando::Resumen(r) => cmd_resumen(&app, r, json),
         Comando::Export(ExportCmd::Json { salida }) => cmd_export_json(&app, salida.as_deref()),
         Comando::Bundle(b) => cmd_bundle(&app, b, json).await,
+        Comando::Login { servidor, token } => cmd_login(&app, &servidor, &token, json).await,
+        Comando::Sync => cmd_sync(&app, json).await,
+        Comando::Estado => cmd_estado(&app, json).await,
     }
 }
 
@@ -1070,6 +1074,212 @@ async fn cmd_bundle(app: &App, b: BundleCmd, json: bool) -> Result<()> {
                 );
             }
         }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Online sync.
+
+const LIMITE_HTTP: std::time::Duration = std::time::Duration::from_secs(30);
+const LIMITE_SYNC: std::time::Duration = std::time::Duration::from_secs(300);
+
+async fn credenciales(app: &App) -> Result<(String, String)> {
+    let servidor = app.store.get_meta(claves::SERVIDOR).await?;
+    let token = app.store.get_meta(claves::TOKEN).await?;
+    match (servidor, token) {
+        (Some(s), Some(t)) => Ok((s, t)),
+        _ => Err(uso(
+            "este equipo no está conectado a un servidor; ejecute `bitacora login --servidor URL --token TOKEN`",
+        )),
+    }
+}
+
+async fn cmd_login(app: &App, servidor: &str, token: &str, json: bool) -> Result<()> {
+    let servidor = servidor.trim();
+    if !(servidor.starts_with("http://")
+        || servidor.starts_with("https://")
+        || servidor.starts_with("ws://")
+        || servidor.starts_with("wss://"))
+    {
+        return Err(uso(format!(
+            "servidor: «{servidor}» no es válido; se espera una dirección como https://zona14.example.mx"
+        )));
+    }
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(uso("el token no puede estar vacío"));
+    }
+    let docs = engine::documentos(servidor, token, LIMITE_HTTP).await?;
+    engine::enrolar(servidor, token, &app.store.actor().await?, LIMITE_HTTP).await?;
+    app.store
+        .set_meta(claves::SERVIDOR, &engine::http_url(servidor))
+        .await?;
+    app.store.set_meta(claves::TOKEN, token).await?;
+    let mio = app.info.id.to_string();
+    let propio = docs.iter().any(|d| d.id == mio);
+    if json {
+        return imprimir_json(
+            &serde_json::json!({ "servidor": engine::http_url(servidor), "documentos": docs, "escuela_registrada": propio }),
+        );
+    }
+    println!(
+        "Conectado a {}. Documentos disponibles: {}.",
+        engine::http_url(servidor),
+        docs.len()
+    );
+    if !propio {
+        println!(
+            "Aviso: el servidor no comparte con este token el documento de la escuela {} ({}).",
+            app.cct, app.ciclo
+        );
+    }
+    Ok(())
+}
+
+/// The documents to sync: this school's (current ciclo) and, if the server shares it, the
+/// zone's (created locally from its deterministic genesis the first time).
+async fn documentos_a_sincronizar(
+    app: &App,
+    remotos: &[engine::DocRemoto],
+) -> Result<Vec<DocInfo>> {
+    let mut out = Vec::new();
+    if !remotos.iter().any(|d| d.id == app.info.id.to_string()) {
+        return Err(uso(format!(
+            "el servidor no comparte el documento de la escuela {} ({}) con este token; pida a la supervisión que registre la escuela",
+            app.cct, app.ciclo
+        )));
+    }
+    out.push(app.info.clone());
+    if let Some(z) = &app.zona {
+        let id = DocumentId::zona(z, app.ciclo);
+        if remotos.iter().any(|d| d.id == id.to_string()) {
+            let info = DocInfo {
+                id,
+                kind: DocKind::Zona,
+                owner: z.to_string(),
+                ciclo: app.ciclo.to_string(),
+            };
+            if app.store.document(&id).await?.is_none() {
+                let mut g = bitacora_core::model::zona::genesis_zona(z, app.ciclo)?;
+                app.store.create(&info, &mut g, ahora()).await?;
+            }
+            out.push(info);
+        }
+    }
+    Ok(out)
+}
+
+async fn cmd_sync(app: &App, json: bool) -> Result<()> {
+    let (servidor, token) = credenciales(app).await?;
+    let remotos = engine::documentos(&servidor, &token, LIMITE_HTTP).await?;
+    let docs = documentos_a_sincronizar(app, &remotos).await?;
+    if !json {
+        println!("Sincronizando {} documento(s) con {servidor}…", docs.len());
+    }
+    let ids: Vec<DocumentId> = docs.iter().map(|d| d.id).collect();
+    let informe = engine::sync_once(&app.store, &servidor, &token, &ids, LIMITE_SYNC).await?;
+    // Both sides now hold the same heads: everything local is confirmed.
+    for id in &ids {
+        if let Some(mut d) = app.store.load(id).await? {
+            let heads = bitacora_core::store::hex_heads(&d.get_heads());
+            app.store
+                .set_meta(&format!("{}{id}", claves::CONFIRMADO), &heads)
+                .await?;
+        }
+    }
+    app.store
+        .set_meta(claves::ULTIMA_SYNC, &ahora().to_string())
+        .await?;
+    if json {
+        return imprimir_json(&informe);
+    }
+    println!(
+        "Listo: {} documento(s); {} cambio(s) enviados y {} recibidos; {} bytes enviados, {} recibidos; {} mensaje(s); {:.1} s.",
+        informe.documentos,
+        informe.cambios_enviados,
+        informe.cambios_recibidos,
+        informe.bytes_enviados,
+        informe.bytes_recibidos,
+        informe.mensajes,
+        informe.duracion_ms as f64 / 1000.0
+    );
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct EstadoDoc {
+    documento: String,
+    tipo: &'static str,
+    owner: String,
+    cambios_sin_confirmar: usize,
+}
+
+async fn cmd_estado(app: &App, json: bool) -> Result<()> {
+    let servidor = app.store.get_meta(claves::SERVIDOR).await?;
+    let ultima: Option<i64> = app
+        .store
+        .get_meta(claves::ULTIMA_SYNC)
+        .await?
+        .and_then(|s| s.parse().ok());
+    let mut docs = Vec::new();
+    for info in app.store.documents().await? {
+        let Some(mut d) = app.store.load(&info.id).await? else {
+            continue;
+        };
+        let confirmados = app
+            .store
+            .get_meta(&format!("{}{}", claves::CONFIRMADO, info.id))
+            .await?
+            .map(|h| bitacora_core::store::parse_heads(&h))
+            .unwrap_or_default();
+        // Changes that are not ancestors of the confirmed heads (the genesis is implicit).
+        let pendientes = d
+            .get_changes(&confirmados)
+            .iter()
+            .filter(|c| c.timestamp() != 0)
+            .count();
+        docs.push(EstadoDoc {
+            documento: info.id.to_string(),
+            tipo: info.kind.as_str(),
+            owner: info.owner,
+            cambios_sin_confirmar: pendientes,
+        });
+    }
+    let alcanzable = match &servidor {
+        Some(s) => Some(engine::alcanzable(s, std::time::Duration::from_secs(5)).await),
+        None => None,
+    };
+    if json {
+        return imprimir_json(&serde_json::json!({
+            "servidor": servidor, "alcanzable": alcanzable, "ultima_sincronizacion": ultima, "documentos": docs,
+        }));
+    }
+    match &servidor {
+        None => println!(
+            "Servidor: ninguno (trabajo sin conexión; use `bitacora login` para conectar)."
+        ),
+        Some(s) => println!(
+            "Servidor: {s} ({})",
+            if alcanzable == Some(true) {
+                "responde"
+            } else {
+                "no responde"
+            }
+        ),
+    }
+    match ultima.and_then(|t| chrono::DateTime::from_timestamp(t, 0)) {
+        Some(t) => println!(
+            "Última sincronización: {}",
+            t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M")
+        ),
+        None => println!("Última sincronización: nunca"),
+    }
+    for d in docs {
+        println!(
+            "{} {}: {} cambio(s) sin confirmar por el servidor",
+            d.tipo, d.owner, d.cambios_sin_confirmar
+        );
     }
     Ok(())
 }

@@ -57,6 +57,108 @@ pub struct Informe {
     pub duracion_ms: u64,
 }
 
+/// A document the server lets this user sync (`GET /v1/documentos`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct DocRemoto {
+    pub id: String,
+    pub tipo: String,
+    pub owner: String,
+    pub ciclo: String,
+    pub acceso: String,
+}
+
+/// The HTTP base URL of a server given as `http(s)://…` or `ws(s)://…[/sync]`.
+pub fn http_url(servidor: &str) -> String {
+    let s = servidor.trim().trim_end_matches('/');
+    let s = s.strip_suffix("/sync").unwrap_or(s);
+    if let Some(r) = s.strip_prefix("ws://") {
+        format!("http://{r}")
+    } else if let Some(r) = s.strip_prefix("wss://") {
+        format!("https://{r}")
+    } else {
+        s.to_string()
+    }
+}
+
+fn http_error(url: &str, e: reqwest::Error) -> EngineError {
+    EngineError::Conexion {
+        url: url.to_string(),
+        detalle: e.without_url().to_string(),
+    }
+}
+
+async fn check(url: &str, r: reqwest::Response) -> Result<reqwest::Response, EngineError> {
+    match r.status().as_u16() {
+        200..=299 => Ok(r),
+        401 => Err(EngineError::NoAutorizado),
+        409 => Err(EngineError::Servidor(
+            "este equipo ya está registrado a otro usuario".into(),
+        )),
+        s => Err(EngineError::Servidor(format!("{url} respondió {s}"))),
+    }
+}
+
+fn client(limite: Duration) -> Result<reqwest::Client, EngineError> {
+    reqwest::Client::builder()
+        .timeout(limite)
+        .build()
+        .map_err(|e| EngineError::Conexion {
+            url: String::new(),
+            detalle: e.to_string(),
+        })
+}
+
+/// The documents this token may sync.
+pub async fn documentos(
+    servidor: &str,
+    token: &str,
+    limite: Duration,
+) -> Result<Vec<DocRemoto>, EngineError> {
+    let url = format!("{}/v1/documentos", http_url(servidor));
+    let r = client(limite)?
+        .get(&url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(|e| http_error(&url, e))?;
+    check(&url, r)
+        .await?
+        .json()
+        .await
+        .map_err(|e| http_error(&url, e))
+}
+
+/// Enrols this device's actor id to the token's user, so the server accepts its changes.
+pub async fn enrolar(
+    servidor: &str,
+    token: &str,
+    actor: &automerge::ActorId,
+    limite: Duration,
+) -> Result<(), EngineError> {
+    let url = format!("{}/v1/actores", http_url(servidor));
+    let r = client(limite)?
+        .post(&url)
+        .bearer_auth(token)
+        .json(&serde_json::json!({ "actor": actor.to_hex_string() }))
+        .send()
+        .await
+        .map_err(|e| http_error(&url, e))?;
+    check(&url, r).await.map(|_| ())
+}
+
+/// Whether the server answers `GET /healthz`.
+pub async fn alcanzable(servidor: &str, limite: Duration) -> bool {
+    let url = format!("{}/healthz", http_url(servidor));
+    match client(limite) {
+        Ok(c) => c
+            .get(&url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success()),
+        Err(_) => false,
+    }
+}
+
 /// `http(s)://host[:port][/]` or `ws(s)://…` to the sync endpoint URL.
 pub fn sync_url(servidor: &str) -> String {
     let s = servidor.trim().trim_end_matches('/');
@@ -263,5 +365,7 @@ mod tests {
             "wss://zona14.example.mx/sync"
         );
         assert_eq!(sync_url("ws://h/sync"), "ws://h/sync");
+        assert_eq!(super::http_url("ws://h:1/sync"), "http://h:1");
+        assert_eq!(super::http_url("https://z.mx/"), "https://z.mx");
     }
 }
