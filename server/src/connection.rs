@@ -26,6 +26,12 @@ static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 /// Why a connection is being closed after sending an `error`.
 struct Fatal(String);
 
+/// An internal failure: logged in full, reported to the peer without details.
+fn internal(e: impl std::fmt::Display) -> Fatal {
+    tracing::error!(error = %e, "internal error on a sync connection");
+    Fatal("internal server error; nothing was confirmed".into())
+}
+
 struct Conn {
     state: AppState,
     principal: Principal,
@@ -180,12 +186,7 @@ impl Conn {
         if let Some(g) = self.granted.get(&id) {
             return Ok(Some(g.clone()));
         }
-        let entry = self
-            .state
-            .hub
-            .entry(&id)
-            .await
-            .map_err(|e| Fatal(format!("internal error: {e}")))?;
+        let entry = self.state.hub.entry(&id).await.map_err(internal)?;
         let Some(entry) = entry else {
             self.audit(&id, "acceso", "denegado", "documento desconocido")
                 .await;
@@ -213,6 +214,14 @@ impl Conn {
             && let Ok(Some(bytes)) = self.state.hub.db().load_sync_state(&peer, &id).await
         {
             self.session.restore_state(id, &bytes);
+        }
+        if a == Acceso::Lectura {
+            // automerge's read-only mode: we ignore the peer's changes and tell it so (the
+            // READ_ONLY flag), so a well-behaved client does not send them. One that still does
+            // is refused in `on_sync`.
+            let mut st = self.session.take_state(&id);
+            st.set_read_only(true);
+            self.session.put_state(id, st);
         }
         entry.subscribe(&self.inbox);
         self.granted.insert(id, (entry.clone(), a));
@@ -296,7 +305,7 @@ impl Conn {
         let ok = match db
             .actor_usuario(&actor.to_hex_string())
             .await
-            .map_err(|e| Fatal(format!("internal error: {e}")))?
+            .map_err(internal)?
         {
             Some(u) => match Principal::de_usuario(db, &u).await {
                 Ok(p) => acceso(&p, &entry.info, entry.zona.as_deref()) == Acceso::Escritura,
