@@ -138,6 +138,50 @@ impl App {
         Ok(r)
     }
 
+    /// The zone's document for this ciclo, created from its deterministic genesis the first time
+    /// (so a director can share a práctica before ever syncing).
+    pub async fn documento_zona(&self) -> Result<(DocInfo, AutoCommit)> {
+        let zona = self.zona.clone().ok_or_else(|| {
+            uso("este equipo no tiene zona registrada; ejecute `bitacora init … --zona CLAVE`")
+        })?;
+        let id = DocumentId::zona(&zona, self.ciclo);
+        let info = DocInfo {
+            id,
+            kind: DocKind::Zona,
+            owner: zona.to_string(),
+            ciclo: self.ciclo.to_string(),
+        };
+        if self.store.document(&id).await?.is_none() {
+            let mut g = bitacora_core::model::zona::genesis_zona(&zona, self.ciclo)?;
+            self.store.create(&info, &mut g, ahora()).await?;
+        }
+        let actor = self.store.actor().await?;
+        let doc = self
+            .store
+            .load(&id)
+            .await?
+            .context("el documento de la zona desapareció del almacén")?
+            .with_actor(actor);
+        Ok((info, doc))
+    }
+
+    /// Applies one operation to another document of this store (the zone's), durably.
+    pub async fn escribir_en<T>(
+        &self,
+        info: &DocInfo,
+        doc: &mut AutoCommit,
+        op: impl FnOnce(&mut AutoCommit, &Ctx<'_>) -> Result<T, ModelError>,
+    ) -> Result<T> {
+        let antes = doc.get_heads();
+        let ctx = Ctx {
+            ahora: ahora(),
+            autor: self.autor.as_deref(),
+        };
+        let r = op(doc, &ctx)?;
+        self.store.append(&info.id, &doc.save_after(&antes)).await?;
+        Ok(r)
+    }
+
     /// Whether this replica may hold a document arriving in a bundle: its own school's, or its
     /// zone's.
     pub fn permitido(&self, info: &DocInfo) -> bool {

@@ -56,6 +56,9 @@ pub enum Comando {
     /// Paquetes de cambios para llevar en memoria USB.
     #[command(subcommand)]
     Bundle(BundleCmd),
+    /// Documento de la zona: buenas prácticas que las escuelas comparten.
+    #[command(subcommand)]
+    Zona(ZonaCmd),
     /// Conecta este equipo con el servidor de la zona (guarda el servidor y el token).
     Login {
         /// Dirección del servidor, p. ej. https://zona14.example.mx
@@ -408,6 +411,29 @@ pub enum BundleCmd {
     },
     /// Aplica un paquete recibido (aplicarlo dos veces no cambia nada).
     Import { archivo: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ZonaCmd {
+    /// Buenas prácticas compartidas en la zona.
+    #[command(subcommand)]
+    Practica(PracticaCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PracticaCmd {
+    /// Comparte una práctica de esta escuela con la zona (la verán las demás escuelas al sincronizar).
+    Add {
+        #[arg(long)]
+        titulo: String,
+        #[arg(long, default_value = "")]
+        descripcion: String,
+        /// Clave de ámbito (vea `bitacora pemc ambitos`).
+        #[arg(long)]
+        ambito: Option<String>,
+    },
+    /// Lista las prácticas compartidas en la zona.
+    List(Listado),
 }
 
 #[derive(Debug, Args)]

@@ -39,6 +39,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Comando::Resumen(r) => cmd_resumen(&app, r, json),
         Comando::Export(ExportCmd::Json { salida }) => cmd_export_json(&app, salida.as_deref()),
         Comando::Bundle(b) => cmd_bundle(&app, b, json).await,
+        Comando::Zona(ZonaCmd::Practica(p)) => cmd_practica(&app, p, json).await,
         Comando::Login { servidor, token } => cmd_login(&app, &servidor, &token, json).await,
         Comando::Sync => cmd_sync(&app, json).await,
         Comando::Estado => cmd_estado(&app, json).await,
@@ -1280,6 +1281,72 @@ async fn cmd_estado(app: &App, json: bool) -> Result<()> {
             "{} {}: {} cambio(s) sin confirmar por el servidor",
             d.tipo, d.owner, d.cambios_sin_confirmar
         );
+    }
+    Ok(())
+}
+
+async fn cmd_practica(app: &App, p: PracticaCmd, json: bool) -> Result<()> {
+    let (info, mut doc) = app.documento_zona().await?;
+    match p {
+        PracticaCmd::Add {
+            titulo,
+            descripcion,
+            ambito,
+        } => {
+            let pid = nuevo_id();
+            let cct = app.cct.clone();
+            app.escribir_en(&info, &mut doc, |doc, ctx| {
+                bitacora_core::model::zona::agregar_practica(
+                    doc,
+                    ctx,
+                    &pid,
+                    &cct,
+                    &titulo,
+                    &descripcion,
+                    ambito.as_deref(),
+                )
+            })
+            .await?;
+            if json {
+                return imprimir_json(&serde_json::json!({ "id": pid }));
+            }
+            println!(
+                "Práctica {pid} compartida con la zona {}; las demás escuelas la verán al sincronizar.",
+                info.owner
+            );
+        }
+        PracticaCmd::List(l) => {
+            let z = bitacora_core::model::zona::leer(&doc)?;
+            let v: Vec<_> = z
+                .practicas
+                .iter()
+                .filter(|p| l.archivados || !p.archivado)
+                .collect();
+            if json {
+                return imprimir_json(&v);
+            }
+            if v.is_empty() {
+                println!(
+                    "No hay prácticas compartidas en la zona {} (sincronice para recibir las de otras escuelas).",
+                    info.owner
+                );
+            }
+            for p in v {
+                println!(
+                    "{}  [{}] {}{}",
+                    p.id,
+                    p.escuela,
+                    p.titulo,
+                    p.ambito
+                        .as_deref()
+                        .map(|a| format!(" · {a}"))
+                        .unwrap_or_default()
+                );
+                if !p.descripcion.is_empty() {
+                    println!("            {}", corto(&p.descripcion, 90));
+                }
+            }
+        }
     }
     Ok(())
 }
