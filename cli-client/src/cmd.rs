@@ -1032,14 +1032,24 @@ fn leer_paquete(archivo: &Path) -> Result<Vec<u8>> {
 async fn cmd_bundle(app: &App, b: BundleCmd, json: bool) -> Result<()> {
     match b {
         BundleCmd::Export { salida } => {
-            let docs: Vec<_> = app
+            // Only what the server is not known to have: the changes after the heads it last
+            // confirmed (online, or through its last return bundle).
+            let mut docs = Vec::new();
+            for d in app
                 .store
                 .documents()
                 .await?
                 .into_iter()
                 .filter(|d| app.permitido(d))
-                .map(|d| (d, Vec::new()))
-                .collect();
+            {
+                let desde = app
+                    .store
+                    .get_meta(&format!("{}{}", claves::CONFIRMADO, d.id))
+                    .await?
+                    .map(|h| bitacora_core::store::parse_heads(&h))
+                    .unwrap_or_default();
+                docs.push((d, desde));
+            }
             let bundle = bundle::exportar(&app.store, &docs, app.cct.as_str(), ahora()).await?;
             let bytes = bundle.encode();
             escribir_atomico(&salida, &bytes)?;
@@ -1057,6 +1067,15 @@ async fn cmd_bundle(app: &App, b: BundleCmd, json: bool) -> Result<()> {
             let bytes = leer_paquete(&archivo)?;
             let bundle = Bundle::decode(&bytes)?;
             let r = bundle::importar(&app.store, &bundle, ahora(), |d| app.permitido(d)).await?;
+            // A return bundle from the zone server says which heads the server holds.
+            if bundle.header.origen.starts_with(bundle::ORIGEN_SERVIDOR) {
+                for d in &bundle.header.documentos {
+                    let heads = d.heads.join(",");
+                    app.store
+                        .set_meta(&format!("{}{}", claves::CONFIRMADO, d.id), &heads)
+                        .await?;
+                }
+            }
             if json {
                 return imprimir_json(&r);
             }

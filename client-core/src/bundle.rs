@@ -22,11 +22,13 @@ use thiserror::Error;
 
 use crate::ids::{Cct, CicloEscolar, DocumentId, ZonaClave};
 use crate::model::{DocKind, escuela, zona};
-use crate::protocol::changes::autorias;
+use crate::protocol::changes::{Autoria, autorias};
 use crate::store::{DocInfo, Store, StoreError, hex_heads, parse_heads};
 
 pub const MAGIC: &[u8; 16] = b"BITACORA-BUNDLE\0";
 pub const VERSION: u32 = 1;
+/// `origen` prefix of bundles written by a zone server (return trips).
+pub const ORIGEN_SERVIDOR: &str = "servidor";
 /// Refuse headers larger than this (a header lists documents, not data).
 const MAX_HEADER: usize = 1 << 20;
 
@@ -231,42 +233,12 @@ pub async fn importar(
                 info.owner, info.ciclo
             )));
         }
-        let danado = |m: String| BundleError::Damaged(format!("documento {}: {m}", info.id));
-        let en_payload = autorias(payload)
-            .map_err(|e| danado(format!("cambios ilegibles (detalle técnico: {e})")))?;
-        let heads_declarados = d
-            .heads
-            .iter()
-            .map(|h| {
-                ChangeHash::from_str(h).map_err(|_| danado(format!("cabecera ilegible «{h}»")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
         let (mut doc, nuevo) = match store.load(&info.id).await? {
             Some(doc) => (doc, false),
             None => (genesis_de(&info)?, true),
         };
-        let antes = doc.get_changes(&[]).len();
-        doc.load_incremental(payload)
-            .map_err(|e| BundleError::Damaged(format!("documento {}: {e}", info.id)))?;
-        let despues = doc.get_changes(&[]).len();
-        let faltan: Vec<_> = heads_declarados
-            .iter()
-            .filter(|h| doc.get_change_by_hash(h).is_none())
-            .collect();
-        if !faltan.is_empty() {
-            // A head the payload carries but could not apply waits for earlier changes; a head
-            // the payload does not carry at all means header and payload disagree.
-            return Err(
-                if faltan
-                    .iter()
-                    .all(|h| en_payload.iter().any(|a| a.hash == **h))
-                {
-                    BundleError::MissingDeps(info.id.to_string())
-                } else {
-                    danado("faltan cambios que la cabecera declara".into())
-                },
-            );
-        }
+        let aplicado = aplicar(&mut doc, d, payload)?;
+        let (antes, despues) = (0, aplicado.nuevos);
         let heads = doc.get_heads();
         let en_espera = doc.get_missing_deps(&heads).len();
         plan.push((
@@ -293,6 +265,57 @@ pub async fn importar(
         .collect();
     store.append_many(&items).await?;
     Ok(plan.into_iter().map(|(_, _, _, r)| r).collect())
+}
+
+/// What applying one document's payload did to an in-memory copy.
+#[derive(Debug, Clone)]
+pub struct Aplicado {
+    /// Every change the payload carries (author and hash), new or not.
+    pub autorias: Vec<Autoria>,
+    /// Changes that were new to the copy.
+    pub nuevos: usize,
+}
+
+/// Applies one document's payload to an in-memory copy, strictly: the payload must decode
+/// completely (automerge's `load_incremental` alone would skip chunks it cannot read) and the
+/// copy must then reach every head the header declares. Used by every importer (replicas and
+/// the server), so the rules are the same everywhere. On error the copy must be discarded.
+pub fn aplicar(
+    doc: &mut AutoCommit,
+    d: &BundleDoc,
+    payload: &[u8],
+) -> Result<Aplicado, BundleError> {
+    let danado = |m: String| BundleError::Damaged(format!("documento {}: {m}", d.id));
+    let autorias = autorias(payload)
+        .map_err(|e| danado(format!("cambios ilegibles (detalle técnico: {e})")))?;
+    let heads_declarados = d
+        .heads
+        .iter()
+        .map(|h| ChangeHash::from_str(h).map_err(|_| danado(format!("cabecera ilegible «{h}»"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let antes = doc.get_changes(&[]).len();
+    doc.load_incremental(payload)
+        .map_err(|e| danado(e.to_string()))?;
+    let nuevos = doc.get_changes(&[]).len() - antes;
+    let faltan: Vec<_> = heads_declarados
+        .iter()
+        .filter(|h| doc.get_change_by_hash(h).is_none())
+        .collect();
+    if !faltan.is_empty() {
+        // A head the payload carries but could not apply waits for earlier changes; a head the
+        // payload does not carry at all means header and payload disagree.
+        return Err(
+            if faltan
+                .iter()
+                .all(|h| autorias.iter().any(|a| a.hash == **h))
+            {
+                BundleError::MissingDeps(d.id.clone())
+            } else {
+                danado("faltan cambios que la cabecera declara".into())
+            },
+        );
+    }
+    Ok(Aplicado { autorias, nuevos })
 }
 
 /// The deterministic genesis of a document described by its info.

@@ -168,6 +168,18 @@ impl Database {
         on!(self, p => p.close().await)
     }
 
+    pub async fn get_meta(&self, key: &str) -> Result<Option<String>, DbError> {
+        Ok(
+            on!(self, p => sqlx::query_scalar("SELECT value FROM meta WHERE key = $1").bind(key).fetch_optional(p).await?),
+        )
+    }
+
+    pub async fn set_meta(&self, key: &str, value: &str) -> Result<(), DbError> {
+        on!(self, p => sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+            .bind(key).bind(value).execute(p).await.map(|_| ()))?;
+        Ok(())
+    }
+
     /// A server-wide value, created with `default` the first time (first writer wins, so
     /// several processes on one database agree).
     pub async fn meta_or_init(&self, key: &str, default: &str) -> Result<String, DbError> {
@@ -310,16 +322,38 @@ impl Database {
 
     pub async fn load(&self, id: &DocumentId) -> Result<Stored, DbError> {
         let id = id.to_string();
-        on!(self, p => {
-            // One transaction, so the snapshot and the chunks are from the same moment.
-            let mut tx = p.begin().await?;
-            let snapshot: Option<Vec<u8>> = sqlx::query_scalar("SELECT data FROM snapshots WHERE doc_id = $1")
-                .bind(&id).fetch_optional(&mut *tx).await?;
-            let chunks: Vec<Vec<u8>> = sqlx::query_scalar("SELECT data FROM chunks WHERE doc_id = $1 ORDER BY seq")
-                .bind(&id).fetch_all(&mut *tx).await?;
-            tx.commit().await?;
-            Ok(Stored { snapshot, chunks })
-        })
+        // One transaction, so the snapshot and the chunks are from the same moment. A SQLite read
+        // transaction is one snapshot; PostgreSQL needs REPEATABLE READ for that: under its
+        // default READ COMMITTED each statement sees its own moment, and a compaction committing
+        // between the two SELECTs would hide the chunks it folded into the new snapshot.
+        macro_rules! body {
+            ($tx:ident) => {{
+                let snapshot: Option<Vec<u8>> =
+                    sqlx::query_scalar("SELECT data FROM snapshots WHERE doc_id = $1")
+                        .bind(&id)
+                        .fetch_optional(&mut *$tx)
+                        .await?;
+                let chunks: Vec<Vec<u8>> =
+                    sqlx::query_scalar("SELECT data FROM chunks WHERE doc_id = $1 ORDER BY seq")
+                        .bind(&id)
+                        .fetch_all(&mut *$tx)
+                        .await?;
+                $tx.commit().await?;
+                Ok(Stored { snapshot, chunks })
+            }};
+        }
+        match self {
+            Database::Sqlite(p) => {
+                let mut tx = p.begin().await?;
+                body!(tx)
+            }
+            Database::Postgres(p) => {
+                let mut tx = p
+                    .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    .await?;
+                body!(tx)
+            }
+        }
     }
 
     /// Appends a chunk of changes; durable when this returns. Returns the number of chunks now

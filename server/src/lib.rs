@@ -7,11 +7,13 @@
 //! - [`connection`]: the WebSocket loop of one peer, driving the protocol state machine.
 //! - [`http`]: the axum router; the only module that knows HTTP status codes.
 //! - [`admin`]: zones, schools, users, tokens (the `admin` subcommands).
+//! - [`bundles`]: importing schools' USB bundles and exporting the return trip.
 //!
 //! Startup is [`run`]`(listener, config, shutdown)`, shared by `main` and the tests.
 
 pub mod admin;
 pub mod auth;
+pub mod bundles;
 pub mod config;
 pub mod connection;
 pub mod db;

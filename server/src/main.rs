@@ -54,6 +54,22 @@ enum Admin {
     Usuario(UsuarioCmd),
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Paquetes de cambios traídos en memoria USB.
+    #[command(subcommand)]
+    Bundle(BundleCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum BundleCmd {
+    /// Aplica el paquete de una escuela (aplicarlo dos veces no cambia nada).
+    Importar { archivo: PathBuf },
+    /// Escribe el paquete de regreso: lo que a la escuela le falta desde su último paquete.
+    Exportar {
+        #[arg(long)]
+        cct: String,
+        #[arg(long)]
+        salida: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -248,6 +264,31 @@ async fn admin_cmd(cfg: &Config, db: &bitacora_server::db::Database, a: Admin) -
                 claims.rol.as_str()
             );
             println!("{token}");
+        }
+        Admin::Bundle(BundleCmd::Importar { archivo }) => {
+            let bytes = std::fs::read(&archivo).map_err(|e| {
+                AdminError::Invalid(format!("no se pudo leer {}: {e}", archivo.display()))
+            })?;
+            for d in bitacora_server::bundles::importar(db, &bytes).await? {
+                println!(
+                    "{} ({}): {} cambio(s) nuevo(s), {} equipo(s) registrados",
+                    d.owner, d.documento, d.cambios_nuevos, d.actores_registrados
+                );
+            }
+        }
+        Admin::Bundle(BundleCmd::Exportar { cct, salida }) => {
+            let b = bitacora_server::bundles::exportar(db, &cct).await?;
+            let bytes = b.encode();
+            let tmp = salida.with_extension("tmp");
+            std::fs::write(&tmp, &bytes)
+                .and_then(|_| std::fs::rename(&tmp, &salida))
+                .with_context(|| format!("escribiendo {}", salida.display()))?;
+            println!(
+                "Paquete para {cct} escrito en {} ({} documento(s), {} bytes).",
+                salida.display(),
+                b.header.documentos.len(),
+                bytes.len()
+            );
         }
         Admin::Token(TokenCmd::Revocar { jti }) => {
             admin::token_revocar(db, &jti).await?;
