@@ -69,7 +69,12 @@ pub enum Comando {
         token: String,
     },
     /// Sincroniza los documentos de la escuela (y de su zona) con el servidor.
-    Sync,
+    Sync {
+        /// Se queda conectado: los cambios de este equipo y del servidor fluyen al momento
+        /// (Ctrl-C para terminar).
+        #[arg(long)]
+        watch: bool,
+    },
     /// Cambios sin confirmar, última sincronización y si el servidor responde.
     Estado,
 }

@@ -41,7 +41,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Comando::Bundle(b) => cmd_bundle(&app, b, json).await,
         Comando::Zona(ZonaCmd::Practica(p)) => cmd_practica(&app, p, json).await,
         Comando::Login { servidor, token } => cmd_login(&app, &servidor, &token, json).await,
-        Comando::Sync => cmd_sync(&app, json).await,
+        Comando::Sync { watch: false } => cmd_sync(&app, json).await,
+        Comando::Sync { watch: true } => cmd_sync_watch(&app).await,
         Comando::Estado => cmd_estado(&app, json).await,
     }
 }
@@ -1224,6 +1225,47 @@ async fn cmd_sync(app: &App, json: bool) -> Result<()> {
         informe.mensajes,
         informe.duracion_ms as f64 / 1000.0
     );
+    Ok(())
+}
+
+async fn cmd_sync_watch(app: &App) -> Result<()> {
+    let (servidor, token) = credenciales(app).await?;
+    let remotos = engine::documentos(&servidor, &token, LIMITE_HTTP).await?;
+    let docs = documentos_a_sincronizar(app, &remotos).await?;
+    let ids: Vec<DocumentId> = docs.iter().map(|d| d.id).collect();
+    println!(
+        "Sincronización continua con {servidor} ({} documento(s)); Ctrl-C para terminar.",
+        ids.len()
+    );
+    let stop = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    engine::sync_live(&app.store, &servidor, &token, &ids, stop, |ev| {
+        let hora = chrono::Local::now().format("%H:%M:%S");
+        match ev {
+            engine::Evento::Conectado => println!("[{hora}] conectado"),
+            engine::Evento::Recibidos(n) => println!("[{hora}] recibidos {n} cambio(s)"),
+            engine::Evento::Sincronizado => println!("[{hora}] al día con el servidor"),
+            engine::Evento::Reintento { error, espera } => {
+                println!(
+                    "[{hora}] sin conexión ({error}); reintento en {:.0} s",
+                    espera.as_secs_f64()
+                )
+            }
+        }
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+    })
+    .await?;
+    for id in &ids {
+        if let Some(mut d) = app.store.load(id).await? {
+            let heads = bitacora_core::store::hex_heads(&d.get_heads());
+            app.store
+                .set_meta(&format!("{}{id}", claves::CONFIRMADO), &heads)
+                .await?;
+        }
+    }
+    println!("Sincronización terminada.");
     Ok(())
 }
 

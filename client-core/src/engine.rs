@@ -179,6 +179,252 @@ pub fn sync_url(servidor: &str) -> String {
 struct Doc {
     doc: AutoCommit,
     done: bool,
+    /// The store's version of the document when last loaded (to notice other processes' writes).
+    version: (i64, i64),
+}
+
+type WsStream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// One live connection to the server, with the documents it syncs.
+struct Enlace {
+    tx: futures_util::stream::SplitSink<WsStream, WsMessage>,
+    rx: futures_util::stream::SplitStream<WsStream>,
+    session: Session,
+    docs: HashMap<DocumentId, Doc>,
+    server_storage: Option<String>,
+    sent: HashSet<automerge::ChangeHash>,
+    informe: Informe,
+}
+
+impl Enlace {
+    /// Connects, handshakes, restores persisted sync state and opens sync for every document.
+    async fn conectar(
+        store: &Store,
+        servidor: &str,
+        token: &str,
+        ids: &[DocumentId],
+        limite: Duration,
+    ) -> Result<Enlace, EngineError> {
+        let url = sync_url(servidor);
+        let mut req = url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| EngineError::Conexion {
+                url: url.clone(),
+                detalle: e.to_string(),
+            })?;
+        req.headers_mut().insert(
+            "Authorization",
+            HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| EngineError::NoAutorizado)?,
+        );
+        let (ws, _) =
+            match tokio::time::timeout(limite, tokio_tungstenite::connect_async(req)).await {
+                Err(_) => return Err(EngineError::TiempoAgotado(limite)),
+                Ok(Err(tokio_tungstenite::tungstenite::Error::Http(r)))
+                    if r.status().as_u16() == 401 =>
+                {
+                    return Err(EngineError::NoAutorizado);
+                }
+                Ok(Err(e)) => {
+                    return Err(EngineError::Conexion {
+                        url,
+                        detalle: e.to_string(),
+                    });
+                }
+                Ok(Ok(ok)) => ok,
+            };
+        let (tx, rx) = ws.split();
+        let actor = store.actor().await?;
+        let session = Session::new(
+            Role::Initiator,
+            PeerId(format!(
+                "bitacora-{}-{}",
+                actor.to_hex_string(),
+                rand::random::<u32>()
+            )),
+            PeerMetadata {
+                storage_id: Some(store.storage_id().await?),
+                is_ephemeral: false,
+            },
+        );
+        let mut docs = HashMap::new();
+        for id in ids {
+            let version = store.version(id).await?;
+            let doc = store
+                .load(id)
+                .await?
+                .ok_or(EngineError::Desconocido(*id))?
+                .with_actor(actor.clone());
+            docs.insert(
+                *id,
+                Doc {
+                    doc,
+                    done: false,
+                    version,
+                },
+            );
+        }
+        let mut e = Enlace {
+            tx,
+            rx,
+            session,
+            docs,
+            server_storage: None,
+            sent: HashSet::new(),
+            informe: Informe {
+                documentos: ids.len(),
+                ..Default::default()
+            },
+        };
+        let join = e.session.join();
+        e.send(join).await?;
+        let deadline = tokio::time::Instant::now() + limite;
+        loop {
+            let Some(frame) = e.next_frame(deadline, limite).await? else {
+                continue;
+            };
+            match e.session.receive_frame(&frame)? {
+                Inbound::Ready => break,
+                Inbound::PeerError(m) => return Err(EngineError::Servidor(m)),
+                _ => {}
+            }
+        }
+        e.server_storage = e.session.peer_storage_id().map(str::to_string);
+        for id in ids {
+            if let Some(peer) = &e.server_storage
+                && let Some(state) = store.load_sync_state(peer, id).await?
+            {
+                e.session.restore_state(*id, &state);
+            }
+            let d = e.docs.get_mut(id).expect("loaded above");
+            let generated = e.session.generate(*id, &d.doc.sync());
+            // Nothing to say (the restored state thinks we are in sync): ask anyway.
+            let m = generated.unwrap_or_else(|| e.session.request(*id, &d.doc.sync()));
+            e.send(m).await?;
+        }
+        Ok(e)
+    }
+
+    async fn send(&mut self, m: Message) -> Result<(), EngineError> {
+        count_sent(&m, &mut self.sent);
+        if matches!(m, Message::Sync { .. } | Message::Request { .. }) {
+            self.informe.mensajes += 1;
+        }
+        let bytes = m.encode();
+        self.informe.bytes_enviados += bytes.len() as u64;
+        self.tx
+            .send(WsMessage::Binary(bytes.into()))
+            .await
+            .map_err(|_| EngineError::Cerrada)
+    }
+
+    /// The next binary frame (None for control frames), or an error at the deadline or on close.
+    async fn next_frame(
+        &mut self,
+        deadline: tokio::time::Instant,
+        limite: Duration,
+    ) -> Result<Option<Vec<u8>>, EngineError> {
+        match tokio::time::timeout_at(deadline, self.rx.next()).await {
+            Err(_) => Err(EngineError::TiempoAgotado(limite)),
+            Ok(None) | Ok(Some(Err(_))) => Err(EngineError::Cerrada),
+            Ok(Some(Ok(WsMessage::Binary(b)))) => {
+                self.informe.bytes_recibidos += b.len() as u64;
+                Ok(Some(b.to_vec()))
+            }
+            Ok(Some(Ok(WsMessage::Close(_)))) => Err(EngineError::Cerrada),
+            Ok(Some(Ok(_))) => Ok(None),
+        }
+    }
+
+    /// Handles one frame; returns the number of changes received (already durable).
+    async fn manejar(&mut self, store: &Store, frame: &[u8]) -> Result<usize, EngineError> {
+        match self.session.receive_frame(frame)? {
+            Inbound::Sync {
+                document_id, data, ..
+            } => {
+                let Some(d) = self.docs.get_mut(&document_id) else {
+                    return Ok(0);
+                };
+                let msg = Session::decode_sync(&data)?;
+                let before = d.doc.get_heads();
+                self.session.apply(document_id, &mut d.doc.sync(), msg)?;
+                let after = d.doc.get_heads();
+                let mut nuevos = 0;
+                if after != before {
+                    nuevos = d.doc.get_changes(&before).len();
+                    // Durable before we answer.
+                    store
+                        .append(&document_id, &d.doc.save_after(&before))
+                        .await?;
+                    d.version = store.version(&document_id).await?;
+                }
+                self.informe.cambios_recibidos += nuevos;
+                let reply = self.session.generate(document_id, &d.doc.sync());
+                let heads = d.doc.get_heads();
+                if let Some(m) = reply {
+                    self.send(m).await?;
+                }
+                let done = self.session.in_sync(&document_id, &heads);
+                if let Some(d) = self.docs.get_mut(&document_id) {
+                    d.done = done;
+                }
+                Ok(nuevos)
+            }
+            Inbound::Unavailable { document_id } => Err(EngineError::NoDisponible(document_id)),
+            Inbound::PeerError(m) => Err(EngineError::Servidor(m)),
+            Inbound::Leave => Err(EngineError::Cerrada),
+            Inbound::Ready | Inbound::Reply(_) | Inbound::Ephemeral { .. } | Inbound::Ignore => {
+                Ok(0)
+            }
+        }
+    }
+
+    /// Picks up changes other processes wrote to the local store and offers them to the server.
+    async fn cambios_locales(&mut self, store: &Store) -> Result<(), EngineError> {
+        let ids: Vec<DocumentId> = self.docs.keys().copied().collect();
+        for id in ids {
+            let version = store.version(&id).await?;
+            let d = self.docs.get_mut(&id).expect("known");
+            if version == d.version {
+                continue;
+            }
+            d.version = version;
+            if let Some(mut fresh) = store.load(&id).await? {
+                d.doc
+                    .merge(&mut fresh)
+                    .map_err(|e| EngineError::Protocolo(ProtocolError::Apply(e.to_string())))?;
+            }
+            let m = self.session.generate(id, &d.doc.sync());
+            if let Some(m) = m {
+                self.send(m).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn todos_sincronizados(&self) -> bool {
+        self.docs.values().all(|d| d.done)
+    }
+
+    async fn guardar_estados(&self, store: &Store) -> Result<(), EngineError> {
+        if let Some(peer) = &self.server_storage {
+            for id in self.docs.keys() {
+                if let Some(state) = self.session.encode_state(id) {
+                    store.save_sync_state(peer, id, &state).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn cerrar(mut self, store: &Store) -> Result<Informe, EngineError> {
+        self.guardar_estados(store).await?;
+        let _ = self.tx.send(WsMessage::Close(None)).await;
+        self.informe.cambios_enviados = self.sent.len();
+        Ok(self.informe)
+    }
 }
 
 /// Syncs `docs` with the server once, until every one holds the same heads on both sides.
@@ -190,152 +436,127 @@ pub async fn sync_once(
     limite: Duration,
 ) -> Result<Informe, EngineError> {
     let started = Instant::now();
-    let url = sync_url(servidor);
-    let mut req = url
-        .as_str()
-        .into_client_request()
-        .map_err(|e| EngineError::Conexion {
-            url: url.clone(),
-            detalle: e.to_string(),
-        })?;
-    req.headers_mut().insert(
-        "Authorization",
-        HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| EngineError::NoAutorizado)?,
-    );
-    let (ws, _) = match tokio::time::timeout(limite, tokio_tungstenite::connect_async(req)).await {
-        Err(_) => return Err(EngineError::TiempoAgotado(limite)),
-        Ok(Err(tokio_tungstenite::tungstenite::Error::Http(r))) if r.status().as_u16() == 401 => {
-            return Err(EngineError::NoAutorizado);
-        }
-        Ok(Err(e)) => {
-            return Err(EngineError::Conexion {
-                url,
-                detalle: e.to_string(),
-            });
-        }
-        Ok(Ok(ok)) => ok,
-    };
-    let (mut tx, mut rx) = ws.split();
-    let actor = store.actor().await?;
-    let storage_id = store.storage_id().await?;
-    let mut session = Session::new(
-        Role::Initiator,
-        PeerId(format!(
-            "bitacora-{}-{}",
-            actor.to_hex_string(),
-            rand::random::<u32>()
-        )),
-        PeerMetadata {
-            storage_id: Some(storage_id),
-            is_ephemeral: false,
-        },
-    );
-    let mut informe = Informe {
-        documentos: docs.len(),
-        ..Default::default()
-    };
-    let mut loaded: HashMap<DocumentId, Doc> = HashMap::new();
-    for id in docs {
-        let doc = store
-            .load(id)
-            .await?
-            .ok_or(EngineError::Desconocido(*id))?
-            .with_actor(actor.clone());
-        loaded.insert(*id, Doc { doc, done: false });
-    }
-
-    macro_rules! send {
-        ($m:expr) => {{
-            let bytes = $m.encode();
-            informe.bytes_enviados += bytes.len() as u64;
-            tx.send(WsMessage::Binary(bytes.into()))
-                .await
-                .map_err(|_| EngineError::Cerrada)?;
-        }};
-    }
-
-    send!(session.join());
     let deadline = tokio::time::Instant::now() + limite;
-    let mut server_storage: Option<String> = None;
-    let mut sent_hashes: HashSet<automerge::ChangeHash> = HashSet::new();
-    loop {
-        let frame = match tokio::time::timeout_at(deadline, rx.next()).await {
-            Err(_) => return Err(EngineError::TiempoAgotado(limite)),
-            Ok(None) | Ok(Some(Err(_))) => return Err(EngineError::Cerrada),
-            Ok(Some(Ok(f))) => f,
+    let mut e = Enlace::conectar(store, servidor, token, docs, limite).await?;
+    while !e.todos_sincronizados() {
+        let Some(frame) = e.next_frame(deadline, limite).await? else {
+            continue;
         };
-        let data = match frame {
-            WsMessage::Binary(b) => b,
-            WsMessage::Close(_) => return Err(EngineError::Cerrada),
-            _ => continue,
-        };
-        informe.bytes_recibidos += data.len() as u64;
-        match session.receive_frame(&data)? {
-            Inbound::Ready => {
-                server_storage = session.peer_storage_id().map(str::to_string);
-                for (id, d) in loaded.iter_mut() {
-                    if let Some(peer) = &server_storage
-                        && let Some(state) = store.load_sync_state(peer, id).await?
-                    {
-                        session.restore_state(*id, &state);
-                    }
-                    let generated = session.generate(*id, &d.doc.sync());
-                    let m = match generated {
-                        Some(m) => m,
-                        // Nothing to say (restored state thinks we are in sync): ask anyway.
-                        None => session.request(*id, &d.doc.sync()),
-                    };
-                    count_sent(&m, &mut sent_hashes);
-                    informe.mensajes += 1;
-                    send!(m);
-                }
-            }
-            Inbound::Sync {
-                document_id, data, ..
-            } => {
-                let Some(d) = loaded.get_mut(&document_id) else {
-                    continue;
-                };
-                let msg = Session::decode_sync(&data)?;
-                let before = d.doc.get_heads();
-                session.apply(document_id, &mut d.doc.sync(), msg)?;
-                let after = d.doc.get_heads();
-                if after != before {
-                    informe.cambios_recibidos += d.doc.get_changes(&before).len();
-                    // Durable before we answer.
-                    store
-                        .append(&document_id, &d.doc.save_after(&before))
-                        .await?;
-                }
-                if let Some(m) = session.generate(document_id, &d.doc.sync()) {
-                    count_sent(&m, &mut sent_hashes);
-                    informe.mensajes += 1;
-                    send!(m);
-                }
-                d.done = session.in_sync(&document_id, &d.doc.get_heads());
-                if loaded.values().all(|d| d.done) {
-                    break;
-                }
-            }
-            Inbound::Unavailable { document_id } => {
-                return Err(EngineError::NoDisponible(document_id));
-            }
-            Inbound::PeerError(m) => return Err(EngineError::Servidor(m)),
-            Inbound::Leave => return Err(EngineError::Cerrada),
-            Inbound::Reply(_) | Inbound::Ephemeral { .. } | Inbound::Ignore => {}
-        }
+        e.manejar(store, &frame).await?;
     }
-    if let Some(peer) = &server_storage {
-        for id in loaded.keys() {
-            if let Some(state) = session.encode_state(id) {
-                store.save_sync_state(peer, id, &state).await?;
-            }
-        }
-    }
-    let _ = tx.send(WsMessage::Close(None)).await;
-    informe.cambios_enviados = sent_hashes.len();
+    let mut informe = e.cerrar(store).await?;
     informe.duracion_ms = started.elapsed().as_millis() as u64;
     Ok(informe)
+}
+
+/// What happened during live sync, for the user's screen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Evento {
+    Conectado,
+    /// Changes received from the server, already saved locally.
+    Recibidos(usize),
+    /// Local changes (from this or another process) were offered to the server.
+    Sincronizado,
+    /// The connection failed; retrying after the delay.
+    Reintento {
+        error: String,
+        espera: Duration,
+    },
+}
+
+/// How often live sync looks for changes other processes wrote to the local store.
+pub const SONDEO_LOCAL: Duration = Duration::from_millis(250);
+
+/// Live sync: stays connected, applying the server's changes as they come and offering local
+/// changes (written by any `bitacora` process) within [`SONDEO_LOCAL`]; reconnects with
+/// exponential backoff and jitter (1 s doubling to 60 s) and resumes from the persisted sync
+/// state. Returns when `stop` resolves, or on an error that retrying cannot fix (the token was
+/// refused, a document is unavailable).
+pub async fn sync_live(
+    store: &Store,
+    servidor: &str,
+    token: &str,
+    docs: &[DocumentId],
+    stop: impl std::future::Future<Output = ()>,
+    mut on_event: impl FnMut(Evento),
+) -> Result<(), EngineError> {
+    tokio::pin!(stop);
+    let limite = Duration::from_secs(30);
+    let mut espera = Duration::from_secs(1);
+    loop {
+        let r: Result<(), EngineError> = async {
+            let mut e = tokio::select! {
+                e = Enlace::conectar(store, servidor, token, docs, limite) => e?,
+                _ = &mut stop => return Ok(()),
+            };
+            on_event(Evento::Conectado);
+            espera = Duration::from_secs(1);
+            let mut sondeo = tokio::time::interval(SONDEO_LOCAL);
+            let mut ping = tokio::time::interval(Duration::from_secs(20));
+            let mut era_sincronizado = false;
+            loop {
+                tokio::select! {
+                    frame = e.rx.next() => {
+                        let data = match frame {
+                            None | Some(Err(_)) | Some(Ok(WsMessage::Close(_))) => return Err(EngineError::Cerrada),
+                            Some(Ok(WsMessage::Binary(b))) => b,
+                            Some(Ok(WsMessage::Ping(p))) => {
+                                let _ = e.tx.send(WsMessage::Pong(p)).await;
+                                continue;
+                            }
+                            Some(Ok(_)) => continue,
+                        };
+                        e.informe.bytes_recibidos += data.len() as u64;
+                        let n = e.manejar(store, &data).await?;
+                        if n > 0 {
+                            on_event(Evento::Recibidos(n));
+                        }
+                        let ahora = e.todos_sincronizados();
+                        if ahora && !era_sincronizado {
+                            on_event(Evento::Sincronizado);
+                        }
+                        era_sincronizado = ahora;
+                    }
+                    _ = sondeo.tick() => e.cambios_locales(store).await?,
+                    _ = ping.tick() => {
+                        e.tx.send(WsMessage::Ping(Vec::new().into())).await.map_err(|_| EngineError::Cerrada)?;
+                        e.guardar_estados(store).await?;
+                    }
+                    _ = &mut stop => {
+                        e.cerrar(store).await?;
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        .await;
+        match r {
+            Ok(()) => return Ok(()),
+            Err(
+                err @ (EngineError::NoAutorizado
+                | EngineError::NoDisponible(_)
+                | EngineError::Store(_)
+                | EngineError::Desconocido(_)),
+            ) => {
+                return Err(err);
+            }
+            Err(err) => {
+                let jitter = Duration::from_millis(
+                    rand::random::<u64>() % (espera.as_millis() as u64 / 2 + 1),
+                );
+                let pausa = espera + jitter;
+                on_event(Evento::Reintento {
+                    error: err.to_string(),
+                    espera: pausa,
+                });
+                tokio::select! {
+                    _ = tokio::time::sleep(pausa) => {}
+                    _ = &mut stop => return Ok(()),
+                }
+                espera = (espera * 2).min(Duration::from_secs(60));
+            }
+        }
+    }
 }
 
 /// Counts the distinct changes carried by an outgoing sync message.

@@ -357,6 +357,19 @@ impl Store {
             .collect())
     }
 
+    /// A cheap fingerprint of a document's stored state (last chunk and snapshot), to notice
+    /// writes by other processes without loading the document.
+    pub async fn version(&self, id: &DocumentId) -> Result<(i64, i64), StoreError> {
+        let (seq, snap): (i64, i64) = sqlx::query_as(
+            "SELECT COALESCE((SELECT MAX(seq) FROM chunks WHERE doc_id = ?1), 0), \
+                    COALESCE((SELECT updated_at FROM snapshots WHERE doc_id = ?1), 0)",
+        )
+        .bind(id.to_string())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((seq, snap))
+    }
+
     /// This replica's storage id for the sync protocol: generated once, then kept.
     pub async fn storage_id(&self) -> Result<String, StoreError> {
         let candidate: String = (0..16)
