@@ -1242,19 +1242,18 @@ async fn cmd_sync_watch(app: &App) -> Result<()> {
     };
     engine::sync_live(&app.store, &servidor, &token, &ids, stop, |ev| {
         let hora = chrono::Local::now().format("%H:%M:%S");
-        match ev {
-            engine::Evento::Conectado => println!("[{hora}] conectado"),
-            engine::Evento::Recibidos(n) => println!("[{hora}] recibidos {n} cambio(s)"),
-            engine::Evento::Sincronizado => println!("[{hora}] al día con el servidor"),
-            engine::Evento::Reintento { error, espera } => {
-                println!(
-                    "[{hora}] sin conexión ({error}); reintento en {:.0} s",
-                    espera.as_secs_f64()
-                )
-            }
-        }
-        use std::io::Write as _;
-        let _ = std::io::stdout().flush();
+        let linea = match ev {
+            engine::Evento::Conectado => format!("[{hora}] conectado"),
+            engine::Evento::Recibidos(n) => format!("[{hora}] recibidos {n} cambio(s)"),
+            engine::Evento::Sincronizado => format!("[{hora}] al día con el servidor"),
+            engine::Evento::Reintento { error, espera } => format!(
+                "[{hora}] sin conexión ({error}); reintento en {:.0} s",
+                espera.as_secs_f64()
+            ),
+        };
+        // A closed stdout (the reader went away) must not stop the sync.
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{linea}").and_then(|_| out.flush());
     })
     .await?;
     for id in &ids {
