@@ -251,8 +251,16 @@ impl Hub {
         &self,
         entry: &Arc<DocEntry>,
         state: sync::State,
-        msg: sync::Message,
+        mut msg: sync::Message,
     ) -> Result<Received, HubError> {
+        // Peers send their hash lists sorted, but nothing enforces it: automerge copies the
+        // peer's heads into the sync state as received and asserts their order when it encodes
+        // the reply and the persisted state (a panic in debug builds). Sort them here.
+        msg.heads.sort();
+        msg.need.sort();
+        for h in &mut msg.have {
+            h.last_sync.sort();
+        }
         let guard = self.lock_loaded(entry).await?;
         let (mut guard, state, applied) = tokio::task::spawn_blocking(move || {
             let mut guard = guard;
