@@ -34,6 +34,8 @@ pub mod claves {
     pub const SERVIDOR: &str = "servidor";
     pub const TOKEN: &str = "token";
     pub const ULTIMA_SYNC: &str = "ultima_sync";
+    /// Prefix of the access level (`lectura`/`escritura`) the server grants, per document id.
+    pub const ACCESO: &str = "acceso.";
     /// Prefix of the heads the server confirmed, per document id.
     pub const CONFIRMADO: &str = "confirmado.";
 }

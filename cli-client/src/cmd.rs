@@ -1116,6 +1116,17 @@ async fn credenciales(app: &App) -> Result<(String, String)> {
     }
 }
 
+/// Remembers what the server lets this user do with each document, so the CLI can refuse an
+/// edit the server would refuse, before it is made.
+async fn guardar_accesos(app: &App, docs: &[engine::DocRemoto]) -> Result<()> {
+    for d in docs {
+        app.store
+            .set_meta(&format!("{}{}", claves::ACCESO, d.id), &d.acceso)
+            .await?;
+    }
+    Ok(())
+}
+
 async fn cmd_login(app: &App, servidor: &str, token: &str, json: bool) -> Result<()> {
     let servidor = servidor.trim();
     if !(servidor.starts_with("http://")
@@ -1194,6 +1205,7 @@ async fn documentos_a_sincronizar(
 async fn cmd_sync(app: &App, json: bool) -> Result<()> {
     let (servidor, token) = credenciales(app).await?;
     let remotos = engine::documentos(&servidor, &token, LIMITE_HTTP).await?;
+    guardar_accesos(app, &remotos).await?;
     let docs = documentos_a_sincronizar(app, &remotos).await?;
     if !json {
         println!("Sincronizando {} documento(s) con {servidor}…", docs.len());
@@ -1348,6 +1360,18 @@ async fn cmd_estado(app: &App, json: bool) -> Result<()> {
 async fn cmd_practica(app: &App, p: PracticaCmd, json: bool) -> Result<()> {
     let (info, mut doc) = app.documento_zona().await?;
     match p {
+        PracticaCmd::Add { .. }
+            if app
+                .store
+                .get_meta(&format!("{}{}", claves::ACCESO, info.id))
+                .await?
+                .as_deref()
+                == Some("lectura") =>
+        {
+            return Err(uso(
+                "su usuario solo puede leer el documento de la zona: compartir prácticas le corresponde a la dirección o a la supervisión",
+            ));
+        }
         PracticaCmd::Add {
             titulo,
             descripcion,
