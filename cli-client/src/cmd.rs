@@ -1144,6 +1144,7 @@ async fn cmd_login(app: &App, servidor: &str, token: &str, json: bool) -> Result
     }
     let docs = engine::documentos(servidor, token, LIMITE_HTTP).await?;
     engine::enrolar(servidor, token, &app.store.actor().await?, LIMITE_HTTP).await?;
+    guardar_accesos(app, &docs).await?;
     app.store
         .set_meta(claves::SERVIDOR, &engine::http_url(servidor))
         .await?;
