@@ -1,6 +1,7 @@
 //! Support code for the end-to-end stories in `tests/tests/`: locating and running the real
 //! binaries in temporary data directories.
 
+pub mod proxy;
 pub mod server;
 
 use std::path::{Path, PathBuf};
