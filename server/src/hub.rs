@@ -265,17 +265,22 @@ impl Hub {
         let (mut guard, state, applied) = tokio::task::spawn_blocking(move || {
             let mut guard = guard;
             let mut state = state;
-            let doc = guard.as_mut().expect("loaded");
-            let before = doc.get_heads();
-            let r = doc.receive_sync_message(&mut state, msg).map(|()| {
-                let after = doc.get_heads();
-                if after == before {
-                    (Vec::new(), 0)
-                } else {
-                    let n = doc.get_changes(&before).len();
-                    (doc.save_after(&before), n)
-                }
-            });
+            // A panic inside automerge must not release the lock over a half-updated document:
+            // catch it here so the caller unloads the document while still holding the lock.
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let doc = guard.as_mut().expect("loaded");
+                let before = doc.get_heads();
+                doc.receive_sync_message(&mut state, msg).map(|()| {
+                    let after = doc.get_heads();
+                    if after == before {
+                        (Vec::new(), 0)
+                    } else {
+                        let n = doc.get_changes(&before).len();
+                        (doc.save_after(&before), n)
+                    }
+                })
+            }))
+            .unwrap_or_else(|_| Err(automerge::AutomergeError::Fail));
             (guard, state, r)
         })
         .await
@@ -343,12 +348,15 @@ impl Hub {
         let guard = self.lock_loaded(entry).await?;
         let (mut guard, r) = tokio::task::spawn_blocking(move || {
             let mut guard = guard;
-            let doc = guard.as_mut().expect("loaded");
-            let before = doc.get_heads();
-            let r = doc.load_incremental(&data).map(|_| {
-                let n = doc.get_changes(&before).len();
-                (doc.save_after(&before), n)
-            });
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let doc = guard.as_mut().expect("loaded");
+                let before = doc.get_heads();
+                doc.load_incremental(&data).map(|_| {
+                    let n = doc.get_changes(&before).len();
+                    (doc.save_after(&before), n)
+                })
+            }))
+            .unwrap_or_else(|_| Err(automerge::AutomergeError::Fail));
             (guard, r)
         })
         .await
