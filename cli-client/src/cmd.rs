@@ -1213,13 +1213,31 @@ async fn cmd_sync(app: &App, json: bool) -> Result<()> {
     }
     let ids: Vec<DocumentId> = docs.iter().map(|d| d.id).collect();
     let informe = engine::sync_once(&app.store, &servidor, &token, &ids, LIMITE_SYNC).await?;
-    // Both sides now hold the same heads: everything local is confirmed.
-    for id in &ids {
-        if let Some(mut d) = app.store.load(id).await? {
-            let heads = bitacora_core::store::hex_heads(&d.get_heads());
-            app.store
-                .set_meta(&format!("{}{id}", claves::CONFIRMADO), &heads)
-                .await?;
+    // What the server holds is confirmed: everything local, except changes to a document the
+    // server holds read-only for this user (made before the CLI knew), which it never takes.
+    let mut sin_enviar = Vec::new();
+    for info in &docs {
+        let Some(heads) = informe.confirmados.get(&info.id) else {
+            continue;
+        };
+        app.store
+            .set_meta(
+                &format!("{}{}", claves::CONFIRMADO, info.id),
+                &bitacora_core::store::hex_heads(heads),
+            )
+            .await?;
+        let lectura = remotos
+            .iter()
+            .any(|r| r.id == info.id.to_string() && r.acceso == "lectura");
+        if lectura && let Some(mut d) = app.store.load(&info.id).await? {
+            let n = d
+                .get_changes(heads)
+                .iter()
+                .filter(|c| c.timestamp() != 0)
+                .count();
+            if n > 0 {
+                sin_enviar.push((info, n));
+            }
         }
     }
     app.store
@@ -1238,6 +1256,13 @@ async fn cmd_sync(app: &App, json: bool) -> Result<()> {
         informe.mensajes,
         informe.duracion_ms as f64 / 1000.0
     );
+    for (info, n) in sin_enviar {
+        println!(
+            "Aviso: su usuario solo puede leer el documento {} {}; {n} cambio(s) de este equipo no se enviarán al servidor.",
+            info.kind.as_str(),
+            info.owner
+        );
+    }
     Ok(())
 }
 

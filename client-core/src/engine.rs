@@ -55,6 +55,11 @@ pub struct Informe {
     /// Sync messages sent (each one waits for an answer: a round trip).
     pub mensajes: u64,
     pub duracion_ms: u64,
+    /// Per document, the heads the server holds at the end: what it confirmed. These are the
+    /// local heads, except for a document the server holds read-only for this user while this
+    /// device has changes to it (the server never takes them).
+    #[serde(skip)]
+    pub confirmados: HashMap<DocumentId, Vec<automerge::ChangeHash>>,
 }
 
 /// A document the server lets this user sync (`GET /v1/documentos`).
@@ -351,6 +356,14 @@ impl Enlace {
                 let before = d.doc.get_heads();
                 self.session.apply(document_id, &mut d.doc.sync(), msg)?;
                 let after = d.doc.get_heads();
+                // A server that holds the document read-only for us takes none of our changes:
+                // the two sides never hold the same heads if we have changes it lacks. We are
+                // done once we hold everything it has.
+                let todo_lo_suyo = self.session.peer_read_only(&document_id)
+                    && self
+                        .session
+                        .their_heads(&document_id)
+                        .is_some_and(|t| t.iter().all(|h| d.doc.get_change_by_hash(h).is_some()));
                 let mut nuevos = 0;
                 if after != before {
                     nuevos = d.doc.get_changes(&before).len();
@@ -366,7 +379,7 @@ impl Enlace {
                 if let Some(m) = reply {
                     self.send(m).await?;
                 }
-                let done = self.session.in_sync(&document_id, &heads);
+                let done = todo_lo_suyo || self.session.in_sync(&document_id, &heads);
                 if let Some(d) = self.docs.get_mut(&document_id) {
                     d.done = done;
                 }
@@ -423,6 +436,11 @@ impl Enlace {
         self.guardar_estados(store).await?;
         let _ = self.tx.send(WsMessage::Close(None)).await;
         self.informe.cambios_enviados = self.sent.len();
+        for id in self.docs.keys() {
+            if let Some(h) = self.session.their_heads(id) {
+                self.informe.confirmados.insert(*id, h);
+            }
+        }
         Ok(self.informe)
     }
 }

@@ -350,6 +350,14 @@ impl Session {
         })
     }
 
+    /// Whether the peer said it holds a document read-only: it ignores our changes, so the two
+    /// sides never reach the same heads while we hold changes it lacks.
+    pub fn peer_read_only(&self, document_id: &DocumentId) -> bool {
+        self.docs
+            .get(document_id)
+            .is_some_and(|s| s.is_peer_read_only())
+    }
+
     /// The heads the peer last said it has, if any.
     pub fn their_heads(&self, document_id: &DocumentId) -> Option<Vec<automerge::ChangeHash>> {
         self.docs.get(document_id)?.their_heads.clone()
