@@ -2,8 +2,9 @@
 //! PostgreSQL of `BITACORA_TEST_DATABASE_URL` in a fresh schema); dropping it shuts it down.
 
 use std::path::PathBuf;
+use std::str::FromStr;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use bitacora_core::ids::CicloEscolar;
 use bitacora_core::store::DocInfo;
 use bitacora_server::admin;
@@ -116,6 +117,14 @@ impl TestServer {
         Ok(())
     }
 
+    /// A server on the PostgreSQL schema `schema` (see [`PgSchema`]).
+    pub async fn start_postgres(schema: &PgSchema) -> Result<TestServer> {
+        let dir = tempfile::tempdir()?;
+        let config = test_config(dir.path().to_path_buf());
+        let db = schema.database().await?;
+        Self::start_on(dir, config, db).await
+    }
+
     /// Stops the server and waits for it to finish its connections.
     pub async fn stop(mut self) -> Result<()> {
         if let Some(s) = self.stop.take() {
@@ -133,5 +142,77 @@ impl Drop for TestServer {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
+    }
+}
+
+/// The variable naming the PostgreSQL database the `*_postgres` stories run against.
+pub const PG_URL_VAR: &str = "BITACORA_TEST_DATABASE_URL";
+
+/// A fresh schema in the PostgreSQL database of [`PG_URL_VAR`], for one test. Stop every server
+/// and close every [`Database`] using it, then [`PgSchema::drop_schema`].
+pub struct PgSchema {
+    pub name: String,
+    url: String,
+    admin: sqlx::PgPool,
+}
+
+impl PgSchema {
+    /// Creates a schema `<prefix>_<random>`; `None`, after a loud notice on stderr naming
+    /// `test`, when [`PG_URL_VAR`] is unset.
+    pub async fn from_env(test: &str, prefix: &str) -> Result<Option<PgSchema>> {
+        let Ok(url) = std::env::var(PG_URL_VAR) else {
+            // Straight to stderr, not `eprintln!`, so the test harness does not swallow it.
+            let aviso = format!(
+                "\n{borde}\n* {test} SKIPPED: {PG_URL_VAR} is unset.\n\
+                 * e.g. {PG_URL_VAR}=postgres://postgres@127.0.0.1:5432/test\n\
+                 * The PostgreSQL back-end was NOT tested.\n{borde}\n\n",
+                borde = "*".repeat(72)
+            );
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), aviso.as_bytes());
+            return Ok(None);
+        };
+        Ok(Some(PgSchema::create(&url, prefix).await?))
+    }
+
+    pub async fn create(url: &str, prefix: &str) -> Result<PgSchema> {
+        let name = format!("{prefix}_{:016x}", rand::random::<u64>());
+        let admin = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect(url)
+            .await
+            .with_context(|| format!("connect to {PG_URL_VAR}"))?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}")))
+            .execute(&admin)
+            .await
+            .context("create the test schema")?;
+        Ok(PgSchema {
+            name,
+            url: url.to_string(),
+            admin,
+        })
+    }
+
+    /// A migrated database whose connections use only this schema.
+    pub async fn database(&self) -> Result<Database> {
+        let opts = sqlx::postgres::PgConnectOptions::from_str(&self.url)
+            .with_context(|| format!("parse {PG_URL_VAR}"))?
+            .options([("search_path", self.name.as_str())]);
+        let db = Database::connect_pg(opts)
+            .await
+            .with_context(|| format!("connect to the test schema {}", self.name))?;
+        db.migrate().await.context("migrate the test schema")?;
+        Ok(db)
+    }
+
+    pub async fn drop_schema(&self) -> Result<()> {
+        let r = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA {} CASCADE",
+            self.name
+        )))
+        .execute(&self.admin)
+        .await;
+        self.admin.close().await;
+        r.with_context(|| format!("drop the test schema {}", self.name))?;
+        Ok(())
     }
 }
