@@ -1278,7 +1278,7 @@ async fn cmd_sync_watch(app: &App) -> Result<()> {
     let stop = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    engine::sync_live(&app.store, &servidor, &token, &ids, stop, |ev| {
+    let informe = engine::sync_live(&app.store, &servidor, &token, &ids, stop, |ev| {
         let hora = chrono::Local::now().format("%H:%M:%S");
         let linea = match ev {
             engine::Evento::Conectado => format!("[{hora}] conectado"),
@@ -1294,11 +1294,20 @@ async fn cmd_sync_watch(app: &App) -> Result<()> {
         let _ = writeln!(out, "{linea}").and_then(|_| out.flush());
     })
     .await?;
-    for id in &ids {
+    // Only what the server held when we stopped is confirmed (never the local heads: a change
+    // made a moment ago, or one the server refuses, is not on the server).
+    for (id, heads) in &informe.confirmados {
         if let Some(mut d) = app.store.load(id).await? {
-            let heads = bitacora_core::store::hex_heads(&d.get_heads());
+            let conocidos: Vec<_> = heads
+                .iter()
+                .filter(|h| d.get_change_by_hash(h).is_some())
+                .copied()
+                .collect();
             app.store
-                .set_meta(&format!("{}{id}", claves::CONFIRMADO), &heads)
+                .set_meta(
+                    &format!("{}{id}", claves::CONFIRMADO),
+                    &bitacora_core::store::hex_heads(&conocidos),
+                )
                 .await?;
         }
     }

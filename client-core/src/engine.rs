@@ -488,7 +488,8 @@ pub const SONDEO_LOCAL: Duration = Duration::from_millis(250);
 /// Live sync: stays connected, applying the server's changes as they come and offering local
 /// changes (written by any `bitacora` process) within [`SONDEO_LOCAL`]; reconnects with
 /// exponential backoff and jitter (1 s doubling to 60 s) and resumes from the persisted sync
-/// state. Returns when `stop` resolves, or on an error that retrying cannot fix (the token was
+/// state. Returns when `stop` resolves, with the heads the server holds per document (empty if
+/// it was not connected at that moment), or on an error that retrying cannot fix (the token was
 /// refused, a document is unavailable).
 pub async fn sync_live(
     store: &Store,
@@ -497,15 +498,15 @@ pub async fn sync_live(
     docs: &[DocumentId],
     stop: impl std::future::Future<Output = ()>,
     mut on_event: impl FnMut(Evento),
-) -> Result<(), EngineError> {
+) -> Result<Informe, EngineError> {
     tokio::pin!(stop);
     let limite = Duration::from_secs(30);
     let mut espera = Duration::from_secs(1);
     loop {
-        let r: Result<(), EngineError> = async {
+        let r: Result<Informe, EngineError> = async {
             let mut e = tokio::select! {
                 e = Enlace::conectar(store, servidor, token, docs, limite) => e?,
-                _ = &mut stop => return Ok(()),
+                _ = &mut stop => return Ok(Informe::default()),
             };
             on_event(Evento::Conectado);
             espera = Duration::from_secs(1);
@@ -541,15 +542,15 @@ pub async fn sync_live(
                         e.guardar_estados(store).await?;
                     }
                     _ = &mut stop => {
-                        e.cerrar(store).await?;
-                        return Ok(());
+                        // What the server holds at this moment is what is confirmed.
+                        return e.cerrar(store).await;
                     }
                 }
             }
         }
         .await;
         match r {
-            Ok(()) => return Ok(()),
+            Ok(informe) => return Ok(informe),
             Err(
                 err @ (EngineError::NoAutorizado
                 | EngineError::NoDisponible(_)
@@ -569,7 +570,7 @@ pub async fn sync_live(
                 });
                 tokio::select! {
                     _ = tokio::time::sleep(pausa) => {}
-                    _ = &mut stop => return Ok(()),
+                    _ = &mut stop => return Ok(Informe::default()),
                 }
                 espera = (espera * 2).min(Duration::from_secs(60));
             }
