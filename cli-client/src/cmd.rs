@@ -1,7 +1,7 @@
 //! The commands: parse the arguments with the domain newtypes, apply one model operation
 //! through [`App::escribir`], print Spanish text or `--json`.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -1212,7 +1212,44 @@ async fn cmd_sync(app: &App, json: bool) -> Result<()> {
         println!("Sincronizando {} documento(s) con {servidor}…", docs.len());
     }
     let ids: Vec<DocumentId> = docs.iter().map(|d| d.id).collect();
-    let informe = engine::sync_once(&app.store, &servidor, &token, &ids, LIMITE_SYNC).await?;
+    // A progress bar on a terminal; plain lines (one per finished document) otherwise.
+    let terminal = !json && std::io::stdout().is_terminal();
+    let mut listos = 0;
+    let informe =
+        engine::sync_once_con_progreso(&app.store, &servidor, &token, &ids, LIMITE_SYNC, |p| {
+            let mut out = std::io::stdout().lock();
+            if terminal {
+                let ancho = 20;
+                let lleno = if p.documentos == 0 {
+                    ancho
+                } else {
+                    p.sincronizados * ancho / p.documentos
+                };
+                let _ = write!(
+                    out,
+                    "\r[{}{}] {}/{} documento(s) · {} mensaje(s) · {} KB ",
+                    "#".repeat(lleno),
+                    "-".repeat(ancho - lleno),
+                    p.sincronizados,
+                    p.documentos,
+                    p.mensajes,
+                    p.bytes / 1024
+                );
+                let _ = out.flush();
+            } else if !json && p.sincronizados > listos {
+                listos = p.sincronizados;
+                let _ = writeln!(
+                    out,
+                    "{}/{} documento(s) al día con el servidor",
+                    p.sincronizados, p.documentos
+                );
+            }
+        })
+        .await;
+    if terminal {
+        println!();
+    }
+    let informe = informe?;
     // What the server holds is confirmed: everything local, except changes to a document the
     // server holds read-only for this user (made before the CLI knew), which it never takes.
     let mut sin_enviar = Vec::new();

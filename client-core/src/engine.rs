@@ -453,6 +453,27 @@ pub async fn sync_once(
     docs: &[DocumentId],
     limite: Duration,
 ) -> Result<Informe, EngineError> {
+    sync_once_con_progreso(store, servidor, token, docs, limite, |_| {}).await
+}
+
+/// Progress of a one-shot sync, after each message received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progreso {
+    pub documentos: usize,
+    pub sincronizados: usize,
+    pub mensajes: u64,
+    pub bytes: u64,
+}
+
+/// [`sync_once`], calling `progreso` after each message received (for a progress bar).
+pub async fn sync_once_con_progreso(
+    store: &Store,
+    servidor: &str,
+    token: &str,
+    docs: &[DocumentId],
+    limite: Duration,
+    mut progreso: impl FnMut(Progreso),
+) -> Result<Informe, EngineError> {
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + limite;
     let mut e = Enlace::conectar(store, servidor, token, docs, limite).await?;
@@ -461,6 +482,12 @@ pub async fn sync_once(
             continue;
         };
         e.manejar(store, &frame).await?;
+        progreso(Progreso {
+            documentos: e.docs.len(),
+            sincronizados: e.docs.values().filter(|d| d.done).count(),
+            mensajes: e.informe.mensajes,
+            bytes: e.informe.bytes_enviados + e.informe.bytes_recibidos,
+        });
     }
     let mut informe = e.cerrar(store).await?;
     informe.duracion_ms = started.elapsed().as_millis() as u64;
