@@ -1220,11 +1220,9 @@ async fn cmd_sync(app: &App, json: bool) -> Result<()> {
             let mut out = std::io::stdout().lock();
             if terminal {
                 let ancho = 20;
-                let lleno = if p.documentos == 0 {
-                    ancho
-                } else {
-                    p.sincronizados * ancho / p.documentos
-                };
+                let lleno = (p.sincronizados * ancho)
+                    .checked_div(p.documentos)
+                    .unwrap_or(ancho);
                 let _ = write!(
                     out,
                     "\r[{}{}] {}/{} documento(s) · {} mensaje(s) · {} KB ",
