@@ -416,6 +416,13 @@ pub enum BundleCmd {
     },
     /// Aplica un paquete recibido (aplicarlo dos veces no cambia nada).
     Import { archivo: PathBuf },
+    /// Sube un paquete al servidor (p. ej. desde un café internet, con el token de la escuela).
+    Subir { archivo: PathBuf },
+    /// Descarga del servidor el paquete de regreso de esta escuela.
+    Bajar {
+        #[arg(long)]
+        salida: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -1064,6 +1064,34 @@ async fn cmd_bundle(app: &App, b: BundleCmd, json: bool) -> Result<()> {
                 bytes.len()
             );
         }
+        BundleCmd::Subir { archivo } => {
+            let (servidor, token) = credenciales(app).await?;
+            let bytes = leer_paquete(&archivo)?;
+            Bundle::decode(&bytes)?;
+            let r = engine::subir_paquete(&servidor, &token, bytes, LIMITE_SYNC).await?;
+            if json {
+                return imprimir_json(&r);
+            }
+            for d in r.as_array().into_iter().flatten() {
+                println!(
+                    "{}: {} cambio(s) nuevo(s) en el servidor.",
+                    d["owner"].as_str().unwrap_or("?"),
+                    d["cambios_nuevos"]
+                );
+            }
+        }
+        BundleCmd::Bajar { salida } => {
+            let (servidor, token) = credenciales(app).await?;
+            let bytes =
+                engine::bajar_paquete(&servidor, &token, app.cct.as_str(), LIMITE_SYNC).await?;
+            Bundle::decode(&bytes)?;
+            escribir_atomico(&salida, &bytes)?;
+            println!(
+                "Paquete de regreso escrito en {} ({} bytes); aplíquelo con `bitacora bundle import`.",
+                salida.display(),
+                bytes.len()
+            );
+        }
         BundleCmd::Import { archivo } => {
             let bytes = leer_paquete(&archivo)?;
             let bundle = Bundle::decode(&bytes)?;

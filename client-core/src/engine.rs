@@ -151,6 +151,56 @@ pub async fn enrolar(
     check(&url, r).await.map(|_| ())
 }
 
+/// Uploads a bundle (`POST /v1/paquetes`); returns the server's JSON report.
+pub async fn subir_paquete(
+    servidor: &str,
+    token: &str,
+    bytes: Vec<u8>,
+    limite: Duration,
+) -> Result<serde_json::Value, EngineError> {
+    let url = format!("{}/v1/paquetes", http_url(servidor));
+    let r = client(limite)?
+        .post(&url)
+        .bearer_auth(token)
+        .header("content-type", "application/octet-stream")
+        .body(bytes)
+        .send()
+        .await
+        .map_err(|e| http_error(&url, e))?;
+    if r.status().as_u16() == 400 {
+        let m: serde_json::Value = r.json().await.unwrap_or_default();
+        return Err(EngineError::Servidor(
+            m["mensaje"]
+                .as_str()
+                .unwrap_or("paquete rechazado")
+                .to_string(),
+        ));
+    }
+    check(&url, r)
+        .await?
+        .json()
+        .await
+        .map_err(|e| http_error(&url, e))
+}
+
+/// Downloads a school's return bundle (`GET /v1/paquetes/{cct}`).
+pub async fn bajar_paquete(
+    servidor: &str,
+    token: &str,
+    cct: &str,
+    limite: Duration,
+) -> Result<Vec<u8>, EngineError> {
+    let url = format!("{}/v1/paquetes/{cct}", http_url(servidor));
+    let r = client(limite)?
+        .get(&url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(|e| http_error(&url, e))?;
+    let r = check(&url, r).await?;
+    Ok(r.bytes().await.map_err(|e| http_error(&url, e))?.to_vec())
+}
+
 /// Whether the server answers `GET /healthz`.
 pub async fn alcanzable(servidor: &str, limite: Duration) -> bool {
     let url = format!("{}/healthz", http_url(servidor));

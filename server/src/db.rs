@@ -270,6 +270,13 @@ impl Database {
         Ok(owner)
     }
 
+    /// Moves an actor from one user to another (only if it still belongs to `from`).
+    pub async fn reassign_actor(&self, actor: &str, from: &str, to: &str) -> Result<bool, DbError> {
+        let n = on!(self, p => sqlx::query("UPDATE actores SET usuario = $3 WHERE actor = $1 AND usuario = $2")
+            .bind(actor).bind(from).bind(to).execute(p).await?.rows_affected());
+        Ok(n == 1)
+    }
+
     /// The user an actor is enrolled to.
     pub async fn actor_usuario(&self, actor: &str) -> Result<Option<Usuario>, DbError> {
         Ok(

@@ -6,6 +6,8 @@
 //!   `Authorization: Bearer …` or `?token=…` (browsers cannot set headers on a WebSocket).
 //! - `GET /v1/documentos`: the documents the caller may sync.
 //! - `POST /v1/actores`: enrols this device's automerge actor id to the caller.
+//! - `POST /v1/paquetes`, `GET /v1/paquetes/{cct}`: a school's USB bundle uploaded, and its
+//!   return bundle downloaded (the same rules as `admin bundle importar|exportar`).
 
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Query, State};
@@ -152,6 +154,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/documentos", get(documentos))
         .route("/v1/actores", post(enrolar_actor))
         .layer(DefaultBodyLimit::max(body_limit))
+        // Bundles are bigger than API bodies: they get the protocol's message limit.
+        .route(
+            "/v1/paquetes",
+            post(subir_paquete).layer(DefaultBodyLimit::max(state.config.limits.max_message_bytes)),
+        )
+        .route("/v1/paquetes/{cct}", get(bajar_paquete))
         .with_state(state)
 }
 
@@ -217,6 +225,70 @@ async fn documentos(
     Ok(Json(out))
 }
 
+/// The caller's access to a school's document of any registered ciclo (the highest).
+async fn acceso_a_escuela(state: &AppState, p: &Principal, cct: &str) -> Result<Acceso, ApiError> {
+    let mut best = Acceso::Ninguno;
+    for info in state.hub.db().documents().await? {
+        if info.kind == bitacora_core::model::DocKind::Escuela && info.owner == cct {
+            let Some(entry) = state.hub.entry(&info.id).await? else {
+                continue;
+            };
+            best = best.max(acceso(p, &entry.info, entry.zona.as_deref()));
+        }
+    }
+    Ok(best)
+}
+
+/// `POST /v1/paquetes`: a school's bundle, uploaded by someone who may write that school's
+/// document (its staff, or its zone's supervisor). Same rules as `admin bundle importar`.
+async fn subir_paquete(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    body: axum::body::Bytes,
+) -> Result<Json<Vec<crate::bundles::ImportadoServidor>>, ApiError> {
+    let bundle = bitacora_core::bundle::Bundle::decode(&body)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let origen = bundle.header.origen.clone();
+    if acceso_a_escuela(&state, &p, &origen).await? != Acceso::Escritura {
+        // Like a missing document: do not reveal which schools exist.
+        return Err(ApiError::NotFound);
+    }
+    let r = crate::bundles::importar(state.hub.db(), &body)
+        .await
+        .map_err(|e| match e {
+            crate::admin::AdminError::Invalid(m) => ApiError::BadRequest(m),
+            crate::admin::AdminError::Model(m) => ApiError::BadRequest(m.to_string()),
+            other => ApiError::Internal(other.to_string()),
+        })?;
+    for d in &r {
+        if let Ok(id) = bitacora_core::ids::DocumentId::parse(&d.documento) {
+            state.hub.reload(&id).await?;
+        }
+    }
+    Ok(Json(r))
+}
+
+/// `GET /v1/paquetes/{cct}`: the return bundle for a school (what it lacks since its last
+/// bundle), for someone who may read that school's document.
+async fn bajar_paquete(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    axum::extract::Path(cct): axum::extract::Path<String>,
+) -> Result<Response, ApiError> {
+    let cct = cct.trim().to_ascii_uppercase();
+    if acceso_a_escuela(&state, &p, &cct).await? == Acceso::Ninguno {
+        return Err(ApiError::NotFound);
+    }
+    let b = crate::bundles::exportar(state.hub.db(), &cct)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        b.encode(),
+    )
+        .into_response())
+}
+
 #[derive(Deserialize)]
 struct EnrolarActor {
     actor: String,
@@ -238,7 +310,19 @@ async fn enrolar_actor(
             "«actor» debe ser el id de actor de automerge en hexadecimal (hasta 32 bytes)".into(),
         ));
     }
-    let owner = state.hub.db().enrol_actor(&hex, &p.usuario).await?;
+    let mut owner = state.hub.db().enrol_actor(&hex, &p.usuario).await?;
+    // A device first seen in its school's USB bundle was enrolled to the school's bundle user;
+    // when one of that school's staff logs in from it, the device becomes theirs.
+    if let Some(cct) = &p.cct
+        && owner == format!("paquete-{cct}")
+        && state
+            .hub
+            .db()
+            .reassign_actor(&hex, &owner, &p.usuario)
+            .await?
+    {
+        owner = p.usuario.clone();
+    }
     let ok = owner == p.usuario;
     let detalle = format!("actor {hex}");
     state

@@ -402,6 +402,18 @@ impl Hub {
         });
     }
 
+    /// Drops the in-memory copy of a document whose stored changes were written behind the hub's
+    /// back (a bundle import), so the next use reloads it, and tells subscribed connections.
+    pub async fn reload(&self, id: &DocumentId) -> Result<(), HubError> {
+        if let Some(entry) = self.entry(id).await? {
+            let mut guard = entry.doc.clone().lock_owned().await;
+            self.unload(&entry, &mut guard);
+            drop(guard);
+            entry.notify_others(u64::MAX);
+        }
+        Ok(())
+    }
+
     /// Unloads least recently used documents nobody is subscribed to until under budget.
     pub fn evict_if_needed(&self) {
         if self.loaded_bytes.load(Ordering::Relaxed) <= self.budget {

@@ -225,6 +225,53 @@ async fn story(srv: TestServer) -> Result<()> {
         r.iter().any(|d| d.owner == A && d.cambios_nuevos == 1),
         "{r:?}"
     );
+
+    // The same trip over HTTP (`bundle subir` / `bundle bajar`, e.g. from a cybercafé): the
+    // server reloads the documents, so a teacher syncing online sees the uploaded change.
+    let token_ana = srv.usuario("ana", "docente", Some(A), None).await?;
+    escuela.ok(&["login", "--servidor", &srv.url, "--token", &token_ana])?;
+    ana2.ok(&["sync"])?; // the server's copy is now loaded in memory
+    escuela.ok(&["acuerdo", "add", "--texto", "Subido por HTTP"])?;
+    let ida3 = tmp.path().join("ida3.bitacora");
+    escuela.ok(&["bundle", "export", "--salida", path(&ida3)])?;
+    let subida = escuela.json(&["bundle", "subir", path(&ida3)])?;
+    assert!(
+        subida
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["owner"] == A && d["cambios_nuevos"] == 1),
+        "{subida}"
+    );
+    ana2.ok(&["sync"])?;
+    let l = ana2.json(&["acuerdo", "list"])?;
+    assert!(
+        l.as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["texto"] == "Subido por HTTP"),
+        "the running server serves the uploaded change"
+    );
+    let vuelta3 = tmp.path().join("vuelta3.bitacora");
+    escuela.ok(&["bundle", "bajar", "--salida", path(&vuelta3)])?;
+    escuela.ok(&["bundle", "import", path(&vuelta3)])?;
+    // Another school's token can neither upload nor download this school's bundles.
+    let token_b = srv.usuario("beto", "docente", Some(B), None).await?;
+    otra.ok(&["login", "--servidor", &srv.url, "--token", &token_b])?;
+    let antes = heads_servidor(&srv.db, &doc_a.id).await?;
+    escuela.ok(&["acuerdo", "add", "--texto", "No debe llegar"])?;
+    let ida4 = tmp.path().join("ida4.bitacora");
+    escuela.ok(&["bundle", "export", "--salida", path(&ida4)])?;
+    let fuera = otra.run(&["bundle", "subir", path(&ida4)])?;
+    assert!(
+        !fuera.status.success(),
+        "school B cannot upload school A's bundle"
+    );
+    assert_eq!(
+        heads_servidor(&srv.db, &doc_a.id).await?,
+        antes,
+        "nothing applied"
+    );
     srv.stop().await?;
     Ok(())
 }
