@@ -67,13 +67,43 @@ struct Teacher {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sync_survives_drops() -> Result<()> {
+    story(TestServer::start().await?).await
+}
+
+/// The same story with the server on PostgreSQL (a fresh schema, dropped at the end).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sync_survives_drops_postgres() -> Result<()> {
+    let Some(schema) =
+        bitacora_tests::server::PgSchema::from_env("sync_survives_drops_postgres", "drops").await?
+    else {
+        return Ok(());
+    };
+    let schema = std::sync::Arc::new(schema);
+    let s = schema.clone();
+    let outcome = tokio::spawn(async move {
+        let srv = TestServer::start_postgres(&s).await?;
+        assert_eq!(srv.db.backend(), "postgres");
+        let db = srv.db.clone();
+        let r = story(srv).await;
+        db.close().await;
+        r
+    })
+    .await;
+    let dropped = schema.drop_schema().await;
+    match outcome {
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+        Ok(r) => r?,
+    }
+    dropped
+}
+
+async fn story(srv: TestServer) -> Result<()> {
     let seed = match std::env::var("BITACORA_TEST_SEED") {
         Ok(s) => s.parse().context("BITACORA_TEST_SEED")?,
         Err(_) => rand::random::<u64>(),
     };
     eprintln!("sync_survives_drops: seed {seed} (BITACORA_TEST_SEED={seed} replays it)");
 
-    let srv = TestServer::start().await?;
     srv.zona(ZONA).await?;
     let doc = srv.escuela(CCT, ZONA).await?;
     let t_ana = srv.usuario("ana", "docente", Some(CCT), None).await?;
