@@ -80,6 +80,30 @@ impl Replica {
         Ok(String::from_utf8(out.stdout)?)
     }
 
+    /// Every change hash this replica holds, from `historial --json`.
+    pub fn hashes(&self) -> Result<std::collections::BTreeSet<String>> {
+        let h = self.json(&["historial"])?;
+        Ok(h.as_array()
+            .context("historial is a list")?
+            .iter()
+            .filter_map(|e| e["hash"].as_str().map(str::to_string))
+            .collect())
+    }
+
+    /// The sorted heads of a document in this replica's store.
+    pub async fn heads(
+        &self,
+        id: &bitacora_core::ids::DocumentId,
+    ) -> Result<Vec<bitacora_core::automerge::ChangeHash>> {
+        let store = bitacora_core::store::Store::open(&self.dir).await?;
+        let doc = store.load(id).await;
+        store.close().await;
+        let mut doc = doc?.with_context(|| format!("{id} not in {}", self.dir.display()))?;
+        let mut h = doc.get_heads();
+        h.sort();
+        Ok(h)
+    }
+
     /// Runs with `--json` and parses stdout.
     pub fn json(&self, args: &[&str]) -> Result<serde_json::Value> {
         let mut a = vec!["--json"];

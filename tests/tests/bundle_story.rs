@@ -46,19 +46,6 @@ async fn heads_servidor(db: &Database, id: &bitacora_core::ids::DocumentId) -> R
     Ok(h)
 }
 
-/// Every change hash the replica holds.
-fn hashes_replica(r: &Replica) -> Result<Vec<String>> {
-    let hist = r.json(&["historial"])?;
-    let mut h: Vec<String> = hist
-        .as_array()
-        .context("historial")?
-        .iter()
-        .map(|e| e["hash"].as_str().unwrap_or("").to_string())
-        .collect();
-    h.sort();
-    Ok(h)
-}
-
 async fn story(srv: TestServer) -> Result<()> {
     srv.zona(ZONA).await?;
     let doc_a = srv.escuela(A, ZONA).await?;
@@ -182,7 +169,7 @@ async fn story(srv: TestServer) -> Result<()> {
 
     // The school now holds every change the server has.
     let server_heads = heads_servidor(&srv.db, &doc_a.id).await?;
-    let hist = hashes_replica(&escuela)?;
+    let hist = escuela.hashes()?;
     assert!(
         server_heads.iter().all(|h| hist.contains(h)),
         "the school holds every change the server has"

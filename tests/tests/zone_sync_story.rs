@@ -18,7 +18,6 @@
 //! loudly when the variable is unset). No sleeps: every step waits for a command to finish.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -504,15 +503,15 @@ async fn story(srv: &TestServer) -> Result<()> {
             r.dir.display()
         );
     }
-    let hist_a = hashes(&ana)?;
-    assert_eq!(hashes(&luis)?, hist_a, "same change set");
-    assert_eq!(hashes(&carmen)?, hist_a, "same change set");
-    let heads_a = heads(&ana.dir, &doc_a.id).await?;
-    assert_eq!(heads(&luis.dir, &doc_a.id).await?, heads_a);
-    assert_eq!(heads(&carmen.dir, &doc_a.id).await?, heads_a);
-    let heads_zona = heads(&carmen.dir, &doc_zona.id).await?;
+    let hist_a = ana.hashes()?;
+    assert_eq!(luis.hashes()?, hist_a, "same change set");
+    assert_eq!(carmen.hashes()?, hist_a, "same change set");
+    let heads_a = ana.heads(&doc_a.id).await?;
+    assert_eq!(luis.heads(&doc_a.id).await?, heads_a);
+    assert_eq!(carmen.heads(&doc_a.id).await?, heads_a);
+    let heads_zona = carmen.heads(&doc_zona.id).await?;
     for r in [&ana, &luis, &beto] {
-        assert_eq!(heads(&r.dir, &doc_zona.id).await?, heads_zona, "zone heads");
+        assert_eq!(r.heads(&doc_zona.id).await?, heads_zona, "zone heads");
     }
 
     // Everything is there.
@@ -610,7 +609,7 @@ async fn story(srv: &TestServer) -> Result<()> {
             .flatten()
             .all(|p| p["escuela"] == CCT_A)
     );
-    let heads_b = heads(&beto.dir, &doc_b.id).await?;
+    let heads_b = beto.heads(&doc_b.id).await?;
 
     // ---- Nothing left unconfirmed anywhere. ------------------------------------------------------
     for r in [&ana, &luis, &carmen, &beto] {
@@ -773,28 +772,9 @@ fn sin_confirmar(estado: &Value, id: &DocumentId) -> Result<u64> {
         .with_context(|| format!("{id} not in {estado}"))
 }
 
-/// The set of change hashes of `historial --json`.
-fn hashes(r: &Replica) -> Result<BTreeSet<String>> {
-    let h = cli_json(r, &["historial"])?;
-    Ok(h.as_array()
-        .context("historial")?
-        .iter()
-        .filter_map(|e| e["hash"].as_str().map(str::to_string))
-        .collect())
-}
-
 fn sorted(mut h: Vec<ChangeHash>) -> Vec<ChangeHash> {
     h.sort();
     h
-}
-
-/// The heads of a document in a replica's data directory.
-async fn heads(dir: &Path, id: &DocumentId) -> Result<Vec<ChangeHash>> {
-    let store = Store::open(dir).await?;
-    let doc = store.load(id).await;
-    store.close().await;
-    let mut doc = doc?.with_context(|| format!("{id} not in {}", dir.display()))?;
-    Ok(sorted(doc.get_heads()))
 }
 
 /// Exactly one conflict, on the acuerdo's status, with Ana's and Luis's values.
