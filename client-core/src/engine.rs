@@ -113,24 +113,32 @@ fn client(limite: Duration) -> Result<reqwest::Client, EngineError> {
         })
 }
 
-/// The documents this token may sync.
-pub async fn documentos(
+/// An authenticated `GET` of `path` on the server, checked for success.
+async fn get(
     servidor: &str,
     token: &str,
+    path: &str,
     limite: Duration,
-) -> Result<Vec<DocRemoto>, EngineError> {
-    let url = format!("{}/v1/documentos", http_url(servidor));
+) -> Result<(String, reqwest::Response), EngineError> {
+    let url = format!("{}{path}", http_url(servidor));
     let r = client(limite)?
         .get(&url)
         .bearer_auth(token)
         .send()
         .await
         .map_err(|e| http_error(&url, e))?;
-    check(&url, r)
-        .await?
-        .json()
-        .await
-        .map_err(|e| http_error(&url, e))
+    let r = check(&url, r).await?;
+    Ok((url, r))
+}
+
+/// The documents this token may sync.
+pub async fn documentos(
+    servidor: &str,
+    token: &str,
+    limite: Duration,
+) -> Result<Vec<DocRemoto>, EngineError> {
+    let (url, r) = get(servidor, token, "/v1/documentos", limite).await?;
+    r.json().await.map_err(|e| http_error(&url, e))
 }
 
 /// Enrols this device's actor id to the token's user, so the server accepts its changes.
@@ -190,14 +198,7 @@ pub async fn bajar_paquete(
     cct: &str,
     limite: Duration,
 ) -> Result<Vec<u8>, EngineError> {
-    let url = format!("{}/v1/paquetes/{cct}", http_url(servidor));
-    let r = client(limite)?
-        .get(&url)
-        .bearer_auth(token)
-        .send()
-        .await
-        .map_err(|e| http_error(&url, e))?;
-    let r = check(&url, r).await?;
+    let (url, r) = get(servidor, token, &format!("/v1/paquetes/{cct}"), limite).await?;
     Ok(r.bytes().await.map_err(|e| http_error(&url, e))?.to_vec())
 }
 
