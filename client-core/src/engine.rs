@@ -38,6 +38,8 @@ pub enum EngineError {
     Cerrada,
     #[error("la sincronización no terminó en {0:?}")]
     TiempoAgotado(Duration),
+    #[error("el servidor dejó de responder durante {0:?}; la conexión se dio por perdida")]
+    SinRespuesta(Duration),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("documento {0} no está en el almacén local")]
@@ -382,7 +384,11 @@ impl Enlace {
         deadline: tokio::time::Instant,
         limite: Duration,
     ) -> Result<Option<Vec<u8>>, EngineError> {
-        match tokio::time::timeout_at(deadline, self.rx.next()).await {
+        // The server pings every 20 s by default: a longer silence is a dead (e.g. half-open)
+        // connection, not a slow one.
+        let silencio = tokio::time::Instant::now() + SILENCIO_MAXIMO;
+        match tokio::time::timeout_at(deadline.min(silencio), self.rx.next()).await {
+            Err(_) if silencio < deadline => Err(EngineError::SinRespuesta(SILENCIO_MAXIMO)),
             Err(_) => Err(EngineError::TiempoAgotado(limite)),
             Ok(None) | Ok(Some(Err(_))) => Err(EngineError::Cerrada),
             Ok(Some(Ok(WsMessage::Binary(b)))) => {
@@ -560,6 +566,9 @@ pub enum Evento {
     },
 }
 
+/// A connection silent for this long (no frame, not even a ping) is given up as dead.
+pub const SILENCIO_MAXIMO: Duration = Duration::from_secs(60);
+
 /// How often live sync looks for changes other processes wrote to the local store.
 pub const SONDEO_LOCAL: Duration = Duration::from_millis(250);
 
@@ -591,9 +600,11 @@ pub async fn sync_live(
             let mut sondeo = tokio::time::interval(SONDEO_LOCAL);
             let mut ping = tokio::time::interval(Duration::from_secs(20));
             let mut era_sincronizado = false;
+            let mut ultima_senal = Instant::now();
             loop {
                 tokio::select! {
                     frame = e.rx.next() => {
+                        ultima_senal = Instant::now();
                         let data = match frame {
                             None | Some(Err(_)) | Some(Ok(WsMessage::Close(_))) => return Err(EngineError::Cerrada),
                             Some(Ok(WsMessage::Binary(b))) => b,
@@ -616,6 +627,10 @@ pub async fn sync_live(
                     }
                     _ = sondeo.tick() => e.cambios_locales(store).await?,
                     _ = ping.tick() => {
+                        // Our pings are answered with pongs: silence means a dead link.
+                        if ultima_senal.elapsed() > SILENCIO_MAXIMO {
+                            return Err(EngineError::SinRespuesta(SILENCIO_MAXIMO));
+                        }
                         e.tx.send(WsMessage::Ping(Vec::new().into())).await.map_err(|_| EngineError::Cerrada)?;
                         e.guardar_estados(store).await?;
                     }

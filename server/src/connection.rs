@@ -243,7 +243,12 @@ impl Conn {
                 )));
             }
             let joined: Vec<u8> = msg.changes.iter().flatten().copied().collect();
-            let authors = autorias(&joined).map_err(|e| Fatal(e.to_string()))?;
+            // Parsing changes (a whole saved document, in a first V2 sync) is automerge work:
+            // off the reactor, like applying them.
+            let authors = tokio::task::spawn_blocking(move || autorias(&joined))
+                .await
+                .map_err(internal)?
+                .map_err(|e| Fatal(e.to_string()))?;
             for a in authors {
                 if !self.actor_allowed(&entry, &a.actor, &a.hash).await? {
                     let detalle = format!(
