@@ -37,6 +37,14 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// A test knob from the environment (a seed, a number of rounds), or its default.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: impl FnOnce() -> T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(default)
+}
+
 /// One replica: the `bitacora` CLI over its own data directory.
 pub struct Replica {
     pub dir: PathBuf,

@@ -125,6 +125,25 @@ impl TestServer {
         Self::start_on(dir, config, db).await
     }
 
+    /// The interop scene: a zone with schools A (`07DPR0001A`) and B (`07DPR0002B`), A's
+    /// document, and tokens for two people of A (docente `ana`, director `alma`) and one of B
+    /// (docente `beto`).
+    pub async fn escena_interop(&self) -> Result<(DocInfo, [String; 3])> {
+        self.zona("07FIZ0014").await?;
+        let doc_a = self.escuela("07DPR0001A", "07FIZ0014").await?;
+        self.escuela("07DPR0002B", "07FIZ0014").await?;
+        let a1 = self
+            .usuario("ana", "docente", Some("07DPR0001A"), None)
+            .await?;
+        let a2 = self
+            .usuario("alma", "director", Some("07DPR0001A"), None)
+            .await?;
+        let b = self
+            .usuario("beto", "docente", Some("07DPR0002B"), None)
+            .await?;
+        Ok((doc_a, [a1, a2, b]))
+    }
+
     /// Stops the server and waits for it to finish its connections.
     pub async fn stop(mut self) -> Result<()> {
         if let Some(s) = self.stop.take() {

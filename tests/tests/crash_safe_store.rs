@@ -13,14 +13,8 @@ use rand::{Rng, SeedableRng};
 
 #[tokio::test]
 async fn crash_safe_store() -> Result<()> {
-    let seed: u64 = std::env::var("CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random);
-    let rounds: usize = std::env::var("CRASH_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(8);
+    let seed: u64 = bitacora_tests::env_or("CRASH_SEED", rand::random);
+    let rounds: usize = bitacora_tests::env_or("CRASH_ROUNDS", || 8);
     eprintln!("crash_safe_store seed={seed} rounds={rounds}");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir()?;

@@ -20,18 +20,7 @@ async fn interop_js() -> Result<()> {
         );
     }
     let srv = TestServer::start().await?;
-    srv.zona("07FIZ0014").await?;
-    let doc_a = srv.escuela("07DPR0001A", "07FIZ0014").await?;
-    srv.escuela("07DPR0002B", "07FIZ0014").await?;
-    let t_a1 = srv
-        .usuario("ana", "docente", Some("07DPR0001A"), None)
-        .await?;
-    let t_a2 = srv
-        .usuario("alma", "director", Some("07DPR0001A"), None)
-        .await?;
-    let t_b = srv
-        .usuario("beto", "docente", Some("07DPR0002B"), None)
-        .await?;
+    let (doc_a, [t_a1, t_a2, t_b]) = srv.escena_interop().await?;
 
     let out = tokio::time::timeout(
         Duration::from_secs(90),

@@ -352,14 +352,8 @@ async fn siguiente(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn server_crash_durability() -> Result<()> {
-    let seed: u64 = std::env::var("CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random);
-    let rounds: usize = std::env::var("CRASH_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
+    let seed: u64 = bitacora_tests::env_or("CRASH_SEED", rand::random);
+    let rounds: usize = bitacora_tests::env_or("CRASH_ROUNDS", || 5);
     eprintln!("server_crash_durability seed={seed} rounds={rounds}");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let tmp = tempfile::tempdir()?;
