@@ -124,19 +124,27 @@ impl App {
         })
     }
 
-    /// Applies one operation and returns only after its change is durably stored.
+    /// Applies one operation and returns only after its change is durably stored. The
+    /// operation runs on the document as stored at that moment (`Store::escribir`), not on
+    /// `self.doc` as loaded at start: another command may have written since (e.g. while this
+    /// one waited for `$EDITOR`), and a change built on the older state would reuse this
+    /// device's sequence number and leave a document that no longer loads.
     pub async fn escribir<T>(
         &mut self,
         op: impl FnOnce(&mut AutoCommit, &Ctx<'_>) -> Result<T, ModelError>,
     ) -> Result<T> {
-        let antes = self.doc.get_heads();
         let ctx = Ctx {
             ahora: ahora(),
             autor: self.autor.as_deref(),
         };
-        let r = op(&mut self.doc, &ctx)?;
-        let cambios = self.doc.save_after(&antes);
-        self.store.append(&self.info.id, &cambios).await?;
+        let actor = self.doc.get_actor().clone();
+        let (r, doc) = self
+            .store
+            .escribir(&self.info.id, &actor, |doc| {
+                op(doc, &ctx).map_err(anyhow::Error::from)
+            })
+            .await?;
+        self.doc = doc;
         Ok(r)
     }
 
@@ -167,20 +175,26 @@ impl App {
         Ok((info, doc))
     }
 
-    /// Applies one operation to another document of this store (the zone's), durably.
+    /// Applies one operation to another document of this store (the zone's), durably, on its
+    /// stored state as [`App::escribir`] does; `doc` is updated to it.
     pub async fn escribir_en<T>(
         &self,
         info: &DocInfo,
         doc: &mut AutoCommit,
         op: impl FnOnce(&mut AutoCommit, &Ctx<'_>) -> Result<T, ModelError>,
     ) -> Result<T> {
-        let antes = doc.get_heads();
         let ctx = Ctx {
             ahora: ahora(),
             autor: self.autor.as_deref(),
         };
-        let r = op(doc, &ctx)?;
-        self.store.append(&info.id, &doc.save_after(&antes)).await?;
+        let actor = doc.get_actor().clone();
+        let (r, nuevo) = self
+            .store
+            .escribir(&info.id, &actor, |d| {
+                op(d, &ctx).map_err(anyhow::Error::from)
+            })
+            .await?;
+        *doc = nuevo;
         Ok(r)
     }
 

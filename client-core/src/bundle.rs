@@ -294,7 +294,8 @@ pub fn aplicar(
         .map(|h| ChangeHash::from_str(h).map_err(|_| danado(format!("cabecera ilegible «{h}»"))))
         .collect::<Result<Vec<_>, _>>()?;
     let antes = doc.get_changes(&[]).len();
-    doc.load_incremental(payload)
+    crate::protocol::changes::sin_panico(|| doc.load_incremental(payload))
+        .map_err(danado)?
         .map_err(|e| danado(e.to_string()))?;
     let nuevos = doc.get_changes(&[]).len() - antes;
     let faltan: Vec<_> = heads_declarados
@@ -467,6 +468,22 @@ mod tests {
         assert_eq!(err.unwrap()[0].cambios_nuevos, 1);
         let mut cargado = store.load(&info_escuela().id).await.unwrap().unwrap();
         assert_eq!(cargado.get_heads(), doc.get_heads());
+    }
+
+    #[tokio::test]
+    async fn importar_rechaza_un_cambio_con_el_que_automerge_entra_en_panico() {
+        // Found by fuzz/ (target `bundle_import`): automerge 0.12 panics on this change instead
+        // of returning an error; the import must refuse the bundle as damaged, not crash.
+        let malo = crate::protocol::changes::tests::cambio_que_hace_entrar_en_panico_a_automerge();
+        let mut b = paquete(&mut con_acuerdos(&[]).0, &[]);
+        b.header.documentos[0].bytes = malo.len() as u64;
+        b.payloads[0] = malo;
+        let b = Bundle::decode(&b.encode()).expect("the envelope is intact");
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let err = importar_en(&store, &b).await.unwrap_err();
+        assert!(matches!(err, BundleError::Damaged(_)), "{err}");
+        assert!(store.documents().await.unwrap().is_empty());
     }
 
     fn sample() -> Bundle {

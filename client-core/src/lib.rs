@@ -5,6 +5,8 @@
 //! - [`model`]: the typed school and zone documents over automerge; pure, no I/O.
 //! - [`protocol`]: the automerge-repo wire codec and sync state machine; pure, no I/O.
 //! - [`resumen`]: the school's own summary, computed from a read document.
+//! - [`proyeccion`]: what the zone dashboard keeps of a school document (pure), and the CTE
+//!   calendar.
 //! - [`store`]: the local store (SQLite through sqlx): snapshots plus change chunks, crash-safe.
 //! - [`engine`]: the sync engine, the only network I/O of this crate (WebSocket to a server).
 //! - [`bundle`]: the file format that carries changes on a USB stick.
@@ -18,6 +20,7 @@ pub mod error;
 pub mod ids;
 pub mod model;
 pub mod protocol;
+pub mod proyeccion;
 pub mod resumen;
 pub mod store;
 

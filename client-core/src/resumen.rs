@@ -37,7 +37,8 @@ pub struct Resumen {
     pub conflictos: usize,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Completitud {
     pub porcentaje: u32,
     pub ambitos_con_diagnostico: usize,
@@ -84,7 +85,8 @@ fn fraccion(a: usize, b: usize) -> f64 {
     if b == 0 { 0.0 } else { a as f64 / b as f64 }
 }
 
-pub fn resumir(e: &Escuela, conflictos: usize, hoy: Fecha) -> Resumen {
+/// PEMC completeness (see the module's definitions).
+pub fn completitud(e: &Escuela) -> Completitud {
     let catalogo = Catalogo::por_version(&e.catalogo);
     let ambitos_total = catalogo
         .map(|c| c.ambitos.len())
@@ -118,7 +120,22 @@ pub fn resumir(e: &Escuela, conflictos: usize, hoy: Fecha) -> Resumen {
         fraccion(metas_con_accion, metas.len()),
     ];
     let porcentaje = (partes.iter().sum::<f64>() / partes.len() as f64 * 100.0).round() as u32;
+    Completitud {
+        porcentaje,
+        ambitos_con_diagnostico,
+        ambitos_total,
+        ambitos_priorizados,
+        objetivos: objetivos.len(),
+        objetivos_con_meta,
+        metas: metas.len(),
+        metas_con_accion,
+        acciones: acciones.len(),
+    }
+}
 
+pub fn resumir(e: &Escuela, conflictos: usize, hoy: Fecha) -> Resumen {
+    let metas: Vec<_> = e.metas.iter().filter(|m| !m.archivado).collect();
+    let acciones: Vec<_> = e.acciones.iter().filter(|a| !a.archivado).collect();
     let mut metas_por_logro: BTreeMap<String, usize> = [
         "cumplida",
         "avance_significativo",
@@ -165,17 +182,7 @@ pub fn resumir(e: &Escuela, conflictos: usize, hoy: Fecha) -> Resumen {
         nombre: e.nombre.clone(),
         ciclo: e.ciclo.clone(),
         fecha: hoy.to_string(),
-        pemc: Completitud {
-            porcentaje,
-            ambitos_con_diagnostico,
-            ambitos_total,
-            ambitos_priorizados,
-            objetivos: objetivos.len(),
-            objetivos_con_meta,
-            metas: metas.len(),
-            metas_con_accion,
-            acciones: acciones.len(),
-        },
+        pemc: completitud(e),
         metas_por_logro,
         acciones_por_estado,
         acuerdos_por_estado,

@@ -7,6 +7,10 @@
 //! - [`Store::append`] returns only after the SQLite transaction commits with
 //!   `synchronous = FULL` in WAL mode: a change reported saved survives a killed process and a
 //!   power cut.
+//! - The device's own changes go through [`Store::escribir`], which reads the latest state and
+//!   appends the new change under one write lock: two processes writing as the same actor
+//!   (two commands at once) would otherwise both build on the same state, give their changes
+//!   the same sequence number, and leave a document that no longer loads.
 //! - [`Store::compact`] runs in a `BEGIN IMMEDIATE` transaction (it holds the write lock from the
 //!   start), builds the snapshot from exactly the chunks it read and deletes only those.
 //! - A file that is not a SQLite database, or a stored document that does not load, is reported
@@ -55,6 +59,8 @@ pub enum StoreError {
     Sql(#[from] sqlx::Error),
     #[error("no se pudo preparar la base de datos local: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("el documento {0} no está en el almacén local")]
+    Desconocido(DocumentId),
 }
 
 /// A document known to the store.
@@ -245,19 +251,51 @@ impl Store {
         if known.is_none() {
             return Ok(None);
         }
-        let snapshot: Option<Vec<u8>> =
-            sqlx::query_scalar("SELECT data FROM snapshots WHERE doc_id = ?")
-                .bind(id.to_string())
-                .fetch_optional(&mut *conn)
-                .await?;
-        let chunks: Vec<Vec<u8>> =
-            sqlx::query_scalar("SELECT data FROM chunks WHERE doc_id = ? ORDER BY seq")
-                .bind(id.to_string())
-                .fetch_all(&mut *conn)
-                .await?;
+        let (snapshot, chunks) = stored_parts(&mut conn, id).await?;
         conn.commit().await?;
         self.assemble(id, snapshot.as_deref(), chunks.iter().map(Vec::as_slice))
             .map(Some)
+    }
+
+    /// Applies `op` (no I/O) to the latest stored state of a document, as `actor`, and appends
+    /// the changes it makes, holding the store's write lock from the read to the commit; returns
+    /// what `op` returned and the document as it now stands. This is how the device's own
+    /// changes are saved: a document loaded earlier may be stale (another command may have
+    /// written since), and a change made on it would reuse a sequence number of this actor. If
+    /// `op` fails nothing is written.
+    pub async fn escribir<T, E: From<StoreError>>(
+        &self,
+        id: &DocumentId,
+        actor: &ActorId,
+        op: impl FnOnce(&mut AutoCommit) -> Result<T, E>,
+    ) -> Result<(T, AutoCommit), E> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(StoreError::from)?;
+        let known: Option<String> = sqlx::query_scalar("SELECT id FROM documents WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(StoreError::from)?;
+        if known.is_none() {
+            return Err(StoreError::Desconocido(*id).into());
+        }
+        let (snapshot, chunks) = stored_parts(&mut tx, id).await.map_err(StoreError::from)?;
+        let mut doc = self
+            .assemble(id, snapshot.as_deref(), chunks.iter().map(Vec::as_slice))?
+            .with_actor(actor.clone());
+        let before = doc.get_heads();
+        // On error the transaction is dropped, and with it the lock; nothing was written.
+        let r = op(&mut doc)?;
+        let data = doc.save_after(&before);
+        if !data.is_empty() {
+            insert_chunk(&mut tx, id, &data).await?;
+        }
+        tx.commit().await.map_err(StoreError::from)?;
+        self.compact_if_due(id).await?;
+        Ok((r, doc))
     }
 
     fn assemble<'a>(
@@ -297,13 +335,19 @@ impl Store {
         }
         tx.commit().await?;
         for (id, _) in items {
-            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM chunks WHERE doc_id = ?")
-                .bind(id.to_string())
-                .fetch_one(&self.pool)
-                .await?;
-            if n >= COMPACT_AFTER_CHUNKS {
-                self.compact(id).await?;
-            }
+            self.compact_if_due(id).await?;
+        }
+        Ok(())
+    }
+
+    /// Compacts a document once it has [`COMPACT_AFTER_CHUNKS`] chunks.
+    async fn compact_if_due(&self, id: &DocumentId) -> Result<(), StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM chunks WHERE doc_id = ?")
+            .bind(id.to_string())
+            .fetch_one(&self.pool)
+            .await?;
+        if n >= COMPACT_AFTER_CHUNKS {
+            self.compact(id).await?;
         }
         Ok(())
     }
@@ -434,6 +478,25 @@ impl Store {
     }
 }
 
+/// A document's snapshot and chunks (in append order), read on `conn` (inside the caller's
+/// transaction).
+async fn stored_parts(
+    conn: &mut sqlx::SqliteConnection,
+    id: &DocumentId,
+) -> Result<(Option<Vec<u8>>, Vec<Vec<u8>>), sqlx::Error> {
+    let snapshot: Option<Vec<u8>> =
+        sqlx::query_scalar("SELECT data FROM snapshots WHERE doc_id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&mut *conn)
+            .await?;
+    let chunks: Vec<Vec<u8>> =
+        sqlx::query_scalar("SELECT data FROM chunks WHERE doc_id = ? ORDER BY seq")
+            .bind(id.to_string())
+            .fetch_all(&mut *conn)
+            .await?;
+    Ok((snapshot, chunks))
+}
+
 async fn insert_chunk(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     id: &DocumentId,
@@ -518,6 +581,80 @@ mod tests {
             COMPACT_AFTER_CHUNKS as usize + 5
         );
         store.integrity_check().await.unwrap();
+    }
+
+    /// Two processes write as the same actor (the device's), the second from a state it loaded
+    /// before the first wrote (a command waiting in `$EDITOR` while another records an
+    /// acuerdo). Built on the stale state, the second change would reuse the first one's
+    /// sequence number and the document would no longer load; `escribir` builds it on what is
+    /// stored.
+    #[tokio::test]
+    async fn own_changes_from_two_processes_never_share_a_sequence_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let (info, mut g) = info();
+        let uno = Store::open(dir.path()).await.unwrap();
+        let dos = Store::open(dir.path()).await.unwrap();
+        uno.create(&info, &mut g, 1).await.unwrap();
+        let actor = uno.actor().await.unwrap();
+        let ctx = Ctx {
+            ahora: 1_700_000_000,
+            autor: None,
+        };
+        let acuerdo = |i: u64| NuevoAcuerdo {
+            texto: format!("acuerdo {i}"),
+            responsables: vec![],
+            fecha_compromiso: None,
+            sesion_origen: None,
+        };
+        // The hazard: both build on the same state as the same actor.
+        let stale = dos.load(&info.id).await.unwrap().unwrap();
+        let mut a = stale.clone().with_actor(actor.clone());
+        let mut b = stale.with_actor(actor.clone());
+        let h = a.get_heads();
+        escuela::agregar_acuerdo(&mut a, &ctx, &RecordId::from_random(1), &acuerdo(1)).unwrap();
+        escuela::agregar_acuerdo(&mut b, &ctx, &RecordId::from_random(2), &acuerdo(2)).unwrap();
+        let mut junto = AutoCommit::load(&a.save()).unwrap();
+        assert!(
+            junto.load_incremental(&b.save_after(&h)).is_err(),
+            "automerge refuses a second change with the same actor and sequence number"
+        );
+
+        // `escribir` from both handles, the second with inputs read from a stale load.
+        let viejo = escuela::leer(&dos.load(&info.id).await.unwrap().unwrap()).unwrap();
+        uno.escribir(&info.id, &actor, |doc| {
+            escuela::agregar_acuerdo(doc, &ctx, &RecordId::from_random(3), &acuerdo(3)).unwrap();
+            Ok::<_, StoreError>(())
+        })
+        .await
+        .unwrap();
+        let ((), mut doc) = dos
+            .escribir(&info.id, &actor, |doc| {
+                assert_eq!(escuela::leer(doc).unwrap().acuerdos.len(), 1, "fresh state");
+                escuela::agregar_acuerdo(doc, &ctx, &RecordId::from_random(4), &acuerdo(4))
+                    .unwrap();
+                Ok::<_, StoreError>(())
+            })
+            .await
+            .unwrap();
+        assert!(viejo.acuerdos.is_empty());
+        let mut cargado = uno.load(&info.id).await.unwrap().unwrap();
+        assert_eq!(escuela::leer(&cargado).unwrap().acuerdos.len(), 2);
+        assert_eq!(cargado.get_heads(), doc.get_heads());
+
+        // A failed operation writes nothing and releases the lock.
+        let antes = uno.version(&info.id).await.unwrap();
+        let e = uno
+            .escribir(&info.id, &actor, |doc| {
+                // No such acuerdo: the model refuses (mapped to any error type `escribir` takes).
+                escuela::editar_texto_acuerdo(doc, &ctx, &RecordId::from_random(9), "nada")
+                    .map_err(|_| StoreError::Desconocido(info.id))
+            })
+            .await;
+        assert!(e.is_err());
+        assert_eq!(uno.version(&info.id).await.unwrap(), antes);
+        dos.escribir(&info.id, &actor, |_| Ok::<_, StoreError>(()))
+            .await
+            .unwrap();
     }
 
     #[tokio::test]

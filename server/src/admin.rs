@@ -21,6 +21,9 @@ pub enum AdminError {
     Db(#[from] DbError),
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// A file the command writes (the backup).
+    #[error("{0}")]
+    Archivo(String),
 }
 
 impl AdminError {
@@ -218,4 +221,54 @@ pub async fn token_revocar(db: &Database, jti: &str) -> Result<(), AdminError> {
         return Err(invalid(format!("no hay un token vigente con id «{jti}»")));
     }
     Ok(())
+}
+
+/// `admin respaldo --salida ARCHIVO`: a consistent copy of the SQLite database, safe while the
+/// server is serving (`VACUUM INTO` into a temporary file beside `salida`, fsync, rename), so a
+/// half-written backup never carries the final name. Returns its size in bytes. PostgreSQL is
+/// backed up with `pg_dump` (docs/operations.md).
+pub async fn respaldo(db: &Database, salida: &std::path::Path) -> Result<u64, AdminError> {
+    if db.backend() != "sqlite" {
+        return Err(invalid(
+            "esta base es PostgreSQL: respalde con pg_dump (docs/operations.md, «Respaldo»)",
+        ));
+    }
+    if salida.exists() {
+        return Err(invalid(format!(
+            "{} ya existe; elija un archivo nuevo",
+            salida.display()
+        )));
+    }
+    let archivo = |e: std::io::Error| AdminError::Archivo(format!("{}: {e}", salida.display()));
+    let nombre = salida
+        .file_name()
+        .ok_or_else(|| invalid("--salida debe nombrar un archivo"))?
+        .to_string_lossy()
+        .into_owned();
+    let dir = match salida.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let tmp = dir.join(format!(".{nombre}.{:016x}.tmp", rand::random::<u64>()));
+    if let Err(e) = db.respaldar_sqlite(&tmp).await {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e.into());
+    }
+    let escrito = (|| {
+        // It holds the registry and every document: readable by the operator only.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+        }
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, salida)?;
+        // The rename itself durable too.
+        std::fs::File::open(&dir)?.sync_all()?;
+        std::fs::metadata(salida).map(|m| m.len())
+    })();
+    if escrito.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    escrito.map_err(archivo)
 }

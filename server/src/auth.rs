@@ -126,7 +126,8 @@ impl Principal {
 /// Signing and verifying keys for the configured algorithm.
 pub struct Keys {
     alg: Algorithm,
-    decoding: DecodingKey,
+    /// The current key first, then those of a rotation in progress (`jwt.previous_*`).
+    decoding: Vec<DecodingKey>,
     encoding: Option<EncodingKey>,
     issuer: String,
     audience: String,
@@ -157,9 +158,18 @@ impl Keys {
                 if secret.expose().len() < 32 {
                     return Err(bad("the HS256 secret must be at least 32 bytes".into()));
                 }
+                let mut decoding = vec![DecodingKey::from_secret(secret.expose().as_bytes())];
+                for (i, old) in cfg.previous_secrets.iter().enumerate() {
+                    if old.expose().len() < 32 {
+                        return Err(bad(format!(
+                            "jwt.previous_secrets[{i}] must be at least 32 bytes"
+                        )));
+                    }
+                    decoding.push(DecodingKey::from_secret(old.expose().as_bytes()));
+                }
                 (
                     Algorithm::HS256,
-                    DecodingKey::from_secret(secret.expose().as_bytes()),
+                    decoding,
                     Some(EncodingKey::from_secret(secret.expose().as_bytes())),
                 )
             }
@@ -173,14 +183,19 @@ impl Keys {
                     .public_key_file
                     .as_ref()
                     .ok_or_else(|| bad("jwt.public_key_file is required".into()))?;
-                let pem =
-                    std::fs::read(public).map_err(|e| bad(format!("{}: {e}", public.display())))?;
-                let decoding = if alg == Algorithm::EdDSA {
-                    DecodingKey::from_ed_pem(&pem)
-                } else {
-                    DecodingKey::from_rsa_pem(&pem)
+                let mut decoding = Vec::new();
+                for path in std::iter::once(public).chain(&cfg.previous_public_key_files) {
+                    let pem =
+                        std::fs::read(path).map_err(|e| bad(format!("{}: {e}", path.display())))?;
+                    decoding.push(
+                        if alg == Algorithm::EdDSA {
+                            DecodingKey::from_ed_pem(&pem)
+                        } else {
+                            DecodingKey::from_rsa_pem(&pem)
+                        }
+                        .map_err(|e| bad(format!("public key {}: {e}", path.display())))?,
+                    );
                 }
-                .map_err(|e| bad(format!("public key: {e}")))?;
                 let encoding = match &cfg.private_key_file {
                     Some(p) => {
                         let pem =
@@ -234,7 +249,8 @@ impl Keys {
         encode(&Header::new(self.alg), claims, key).map_err(|e| AuthError::Config(e.to_string()))
     }
 
-    /// Verifies signature, algorithm, issuer, audience and expiry.
+    /// Verifies signature, algorithm, issuer, audience and expiry, with the current key or one
+    /// of a rotation in progress.
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         let mut v = Validation::new(self.alg);
         v.algorithms = vec![self.alg];
@@ -242,15 +258,38 @@ impl Keys {
         v.set_audience(&[&self.audience]);
         v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         v.leeway = 30;
-        decode::<Claims>(token, &self.decoding, &v)
-            .map(|d| d.claims)
-            .map_err(|e| AuthError::Invalid(e.to_string()))
+        let mut first_error = None;
+        for key in &self.decoding {
+            match decode::<Claims>(token, key, &v) {
+                Ok(d) => return Ok(d.claims),
+                // Another key may have signed it: try the next.
+                Err(e) if *e.kind() == jsonwebtoken::errors::ErrorKind::InvalidSignature => {
+                    first_error.get_or_insert(e);
+                }
+                // Signed by this key but refused (expired, wrong audience…), or malformed.
+                Err(e) => return Err(AuthError::Invalid(e.to_string())),
+            }
+        }
+        Err(AuthError::Invalid(first_error.map_or_else(
+            || "no verification key".to_string(),
+            |e| e.to_string(),
+        )))
     }
 
     /// Full authentication: a valid token, issued here, not revoked, of an existing user whose
     /// role and scope still match the claims.
     pub async fn authenticate(&self, db: &Database, token: &str) -> Result<Principal, AuthError> {
         let c = self.verify(token)?;
+        self.authenticate_claims(db, &c).await
+    }
+
+    /// The database half of [`Keys::authenticate`], for claims [`Keys::verify`] accepted (the
+    /// HTTP layer checks the token's rate limit in between, before any database work).
+    pub async fn authenticate_claims(
+        &self,
+        db: &Database,
+        c: &Claims,
+    ) -> Result<Principal, AuthError> {
         if !db.token_vigente(&c.jti, &c.sub).await? {
             return Err(AuthError::Revoked);
         }
@@ -322,8 +361,26 @@ pub fn acceso(p: &Principal, doc: &DocInfo, zona_del_documento: Option<&str>) ->
     }
 }
 
+/// Whether a principal may see a zone's dashboard page: its supervisor and ATPs, and the
+/// directors of its schools (with the supervisor they are the Consejo Técnico de Zona).
+pub fn ve_zona(p: &Principal, zona: &str) -> bool {
+    matches!(p.rol, Rol::Supervisor | Rol::Atp | Rol::Director) && p.zona.as_deref() == Some(zona)
+}
+
+/// Whether a principal may see a school's dashboard page: the zone's supervisor and ATPs, and
+/// the school's own staff.
+pub fn ve_escuela(p: &Principal, cct: &str, zona_de_la_escuela: &str) -> bool {
+    match p.rol {
+        Rol::Supervisor | Rol::Atp => p.zona.as_deref() == Some(zona_de_la_escuela),
+        Rol::Director | Rol::Docente => p.cct.as_deref() == Some(cct),
+        Rol::Admin => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
     use bitacora_core::ids::DocumentId;
 
@@ -375,6 +432,113 @@ mod tests {
             acceso(&sin_zona, &zona_1, None),
             Acceso::Ninguno,
             "None == None is not a match"
+        );
+    }
+
+    fn claims(jti: &str) -> Claims {
+        Claims {
+            iss: "bitacora".into(),
+            aud: "bitacora-sync".into(),
+            sub: "ana".into(),
+            exp: crate::db::now() + 3600,
+            iat: crate::db::now(),
+            jti: jti.into(),
+            rol: Rol::Docente,
+            cct: Some("07DPR0001A".into()),
+            zona: None,
+        }
+    }
+
+    fn hs256(secret: &str, previous: &[&str]) -> Keys {
+        let mut cfg = crate::config::Config::default().jwt;
+        cfg.secret = Some(Secret::new(secret));
+        cfg.previous_secrets = previous.iter().map(|s| Secret::new(*s)).collect();
+        Keys::from_config(&cfg, Path::new("/nonexistent")).expect("keys")
+    }
+
+    /// docs/operations.md, "Rotating the JWT key": tokens signed with the old secret keep
+    /// working while it is listed in `previous_secrets`, and stop when it is removed; new
+    /// tokens are signed with the new one; a previous key never rescues an expired token.
+    #[test]
+    fn hs256_rotation_window() {
+        const OLD: &str = "secreto-anterior-de-bitacora-32-bytes-o-mas";
+        const NEW: &str = "secreto-nuevo-de-bitacora-de-32-bytes-o-mas";
+        let before = hs256(OLD, &[]);
+        let old_token = before.issue(&claims("t-old")).unwrap();
+
+        let during = hs256(NEW, &[OLD]);
+        assert_eq!(during.verify(&old_token).unwrap().jti, "t-old");
+        let new_token = during.issue(&claims("t-new")).unwrap();
+        assert!(
+            before.verify(&new_token).is_err(),
+            "signed with the new secret"
+        );
+
+        let after = hs256(NEW, &[]);
+        assert_eq!(after.verify(&new_token).unwrap().jti, "t-new");
+        assert!(matches!(
+            after.verify(&old_token),
+            Err(AuthError::Invalid(m)) if m.contains("InvalidSignature")
+        ));
+
+        let mut expired = claims("t-exp");
+        expired.exp = crate::db::now() - 3600;
+        let expired = before.issue(&expired).unwrap();
+        assert!(matches!(
+            during.verify(&expired),
+            Err(AuthError::Invalid(m)) if m.contains("Expired")
+        ));
+        let mut short = crate::config::Config::default().jwt;
+        short.secret = Some(Secret::new(NEW));
+        short.previous_secrets = vec![Secret::new("corto")];
+        assert!(matches!(
+            Keys::from_config(&short, Path::new("/nonexistent")),
+            Err(AuthError::Config(_))
+        ));
+    }
+
+    // Ed25519 key pairs made for these tests with `openssl genpkey -algorithm ed25519`.
+    const ED1: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIF8wz7NAgSKtN9iBa75z6WaKO4kUUwlLWV7svKT+e0ZV\n-----END PRIVATE KEY-----\n";
+    const ED1_PUB: &str = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA4oEOwYHh5luXa45UzoMPCvrIDs87orpkObFwdbuXzBU=\n-----END PUBLIC KEY-----\n";
+    const ED2: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIEm3IRSkaJ55X637k9hCvA2YNmRkhcRJaWOkiQFryElC\n-----END PRIVATE KEY-----\n";
+    const ED2_PUB: &str = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA+54jviM4bgCscLIvzHSGdGL9/Mb5djSdxhXHiSt96Hk=\n-----END PUBLIC KEY-----\n";
+
+    /// The same window with EdDSA key pairs: the old public key in `previous_public_key_files`.
+    #[test]
+    fn eddsa_rotation_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, pem: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, pem).unwrap();
+            p
+        };
+        let (k1, p1, k2, p2) = (
+            file("k1.pem", ED1),
+            file("p1.pem", ED1_PUB),
+            file("k2.pem", ED2),
+            file("p2.pem", ED2_PUB),
+        );
+        let keys = |private: &PathBuf, public: &PathBuf, previous: Vec<PathBuf>| {
+            let mut cfg = crate::config::Config::default().jwt;
+            cfg.algorithm = "EdDSA".into();
+            cfg.private_key_file = Some(private.clone());
+            cfg.public_key_file = Some(public.clone());
+            cfg.previous_public_key_files = previous;
+            Keys::from_config(&cfg, dir.path()).expect("keys")
+        };
+        let before = keys(&k1, &p1, vec![]);
+        let old_token = before.issue(&claims("e-old")).unwrap();
+        let during = keys(&k2, &p2, vec![p1.clone()]);
+        assert_eq!(during.verify(&old_token).unwrap().jti, "e-old");
+        let new_token = during.issue(&claims("e-new")).unwrap();
+        let after = keys(&k2, &p2, vec![]);
+        assert_eq!(after.verify(&new_token).unwrap().jti, "e-new");
+        assert!(after.verify(&old_token).is_err());
+        // An HS256 token is refused whatever the keys: the algorithm is fixed.
+        assert!(
+            during
+                .verify(&hs256(&"x".repeat(32), &[]).issue(&claims("h")).unwrap())
+                .is_err()
         );
     }
 }

@@ -142,6 +142,11 @@ pub async fn importar(db: &Database, bytes: &[u8]) -> Result<Vec<ImportadoServid
         }
         if nuevos > 0 {
             db.append(&info.id, &cambios).await?;
+            db.registrar_cambio(&info.id.to_string(), now()).await?;
+        }
+        if info.kind == DocKind::Escuela && info.owner == origen.as_str() {
+            // The school's own document arrived: for the dashboard, the school synced.
+            db.registrar_sync(&info.id.to_string(), now()).await?;
         }
         db.set_meta(&clave_heads(origen.as_str(), &info), &d.heads.join(","))
             .await?;

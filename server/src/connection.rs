@@ -3,7 +3,7 @@
 //! the authors of incoming changes are checked against the actors enrolled to the document's
 //! school or zone before they are applied.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -20,52 +20,64 @@ use crate::AppState;
 use crate::auth::{Acceso, Principal, acceso};
 use crate::db::Auditoria;
 use crate::hub::{DocEntry, Inbox};
+use crate::limites::Conexion;
+use crate::metrics::Envio;
 
 static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 
 /// Why a connection is being closed after sending an `error`.
-struct Fatal(String);
+pub(crate) struct Fatal(pub(crate) String);
 
 /// An internal failure: logged in full, reported to the peer without details.
 fn internal(e: impl std::fmt::Display) -> Fatal {
     tracing::error!(error = %e, "internal error on a sync connection");
-    Fatal("internal server error; nothing was confirmed".into())
+    Fatal(format!("internal server error; {NOTHING_CONFIRMED}"))
 }
 
-struct Conn {
+/// How every `error` for a server-side failure ends (a refusal by the rules never says it);
+/// the metrics tell the two apart by it.
+pub(crate) const NOTHING_CONFIRMED: &str = "nothing was confirmed";
+
+/// One connection's state; [`run`] feeds it frames from the socket ([`crate::fuzzing`] without
+/// one).
+pub(crate) struct Conn {
     state: AppState,
     principal: Principal,
     session: Session,
     inbox: Arc<Inbox>,
     /// Documents this connection has been granted, with the access level.
     granted: HashMap<DocumentId, (Arc<DocEntry>, Acceso)>,
+    /// Every document this connection has named, granted or not (`limits.max_docs_per_peer`).
+    named: HashSet<DocumentId>,
     /// Actors already verified for a document on this connection.
     actors_ok: HashMap<(DocumentId, automerge::ActorId), bool>,
+    /// This connection's share of the metrics (open while it lives).
+    medidas: crate::metrics::ConnMetrics,
 }
 
+/// The metrics' outcome of one `sync` message.
+fn recibido(r: &Result<Vec<Message>, Fatal>) -> crate::metrics::Recibido {
+    use crate::metrics::Recibido;
+    let no_disponible = |m: &Message| matches!(m, Message::DocUnavailable { .. });
+    match r {
+        Ok(m) if m.iter().any(no_disponible) => Recibido::NoDisponible,
+        Ok(_) => Recibido::Aplicado,
+        Err(Fatal(m)) if m.ends_with(NOTHING_CONFIRMED) => Recibido::Fallido,
+        Err(_) => Recibido::Rechazado,
+    }
+}
+
+/// Serves one upgraded socket until either side ends it. `limite` is this connection's place in
+/// the rate and connection limits; every frame the peer sends counts against it.
 pub async fn run(
     socket: WebSocket,
     state: AppState,
     principal: Principal,
+    limite: Conexion,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let id = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
-    let session = Session::new(
-        Role::Acceptor,
-        state.peer_id.clone(),
-        PeerMetadata {
-            storage_id: Some(state.storage_id.clone()),
-            is_ephemeral: false,
-        },
-    );
-    let mut conn = Conn {
-        inbox: Inbox::new(id),
-        state,
-        principal,
-        session,
-        granted: HashMap::new(),
-        actors_ok: HashMap::new(),
-    };
+    let mut conn = Conn::new(state, principal);
+    let id = conn.inbox.id;
     let (mut tx, mut rx) = socket.split();
     let ping_every = Duration::from_secs(conn.state.config.ping_interval_secs.max(1));
     let idle = Duration::from_secs(conn.state.config.idle_timeout_secs.max(2));
@@ -78,22 +90,28 @@ pub async fn run(
             frame = rx.next() => {
                 let Some(Ok(frame)) = frame else { break Ok(()) };
                 last_seen = Instant::now();
+                if let Err(e) = limite.mensaje() {
+                    break Err(Fatal(e.to_string()));
+                }
                 let out = match frame {
-                    WsMessage::Binary(b) => conn.on_frame(&b).await,
+                    WsMessage::Binary(b) => {
+                        conn.medidas.entrada(b.len());
+                        conn.on_frame(&b).await
+                    }
                     WsMessage::Text(_) => Err(Fatal("text frames are not part of the protocol; send CBOR in binary frames".into())),
                     WsMessage::Close(_) => break Ok(()),
                     WsMessage::Ping(_) | WsMessage::Pong(_) => Ok(Vec::new()),
                 };
                 match out {
                     Ok(msgs) => {
-                        if send_all(&mut tx, msgs).await.is_err() { break Ok(()) }
+                        if send_all(&mut tx, msgs, &conn.medidas, Envio::Respuesta).await.is_err() { break Ok(()) }
                     }
                     Err(f) => break Err(f),
                 }
             }
             _ = conn.inbox.notify.notified() => {
                 let msgs = conn.on_notified().await;
-                if send_all(&mut tx, msgs).await.is_err() { break Ok(()) }
+                if send_all(&mut tx, msgs, &conn.medidas, Envio::Aviso).await.is_err() { break Ok(()) }
             }
             _ = ping.tick() => {
                 if last_seen.elapsed() > idle {
@@ -124,14 +142,41 @@ pub async fn run(
 async fn send_all(
     tx: &mut futures_util::stream::SplitSink<WebSocket, WsMessage>,
     msgs: Vec<Message>,
+    medidas: &crate::metrics::ConnMetrics,
+    por: Envio,
 ) -> Result<(), axum::Error> {
     for m in msgs {
-        tx.send(WsMessage::Binary(m.encode().into())).await?;
+        let bytes = m.encode();
+        medidas.salida(bytes.len(), matches!(m, Message::Sync { .. }), por);
+        tx.send(WsMessage::Binary(bytes.into())).await?;
     }
     Ok(())
 }
 
 impl Conn {
+    pub(crate) fn new(state: AppState, principal: Principal) -> Conn {
+        let id = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
+        let session = Session::new(
+            Role::Acceptor,
+            state.peer_id.clone(),
+            PeerMetadata {
+                storage_id: Some(state.storage_id.clone()),
+                is_ephemeral: false,
+            },
+        );
+        let medidas = state.metrics.conexion();
+        Conn {
+            inbox: Inbox::new(id),
+            state,
+            principal,
+            session,
+            granted: HashMap::new(),
+            named: HashSet::new(),
+            actors_ok: HashMap::new(),
+            medidas,
+        }
+    }
+
     async fn audit(&self, documento: &DocumentId, accion: &str, resultado: &str, detalle: &str) {
         let a = Auditoria {
             usuario: &self.principal.usuario,
@@ -145,7 +190,7 @@ impl Conn {
         }
     }
 
-    async fn on_frame(&mut self, frame: &[u8]) -> Result<Vec<Message>, Fatal> {
+    pub(crate) async fn on_frame(&mut self, frame: &[u8]) -> Result<Vec<Message>, Fatal> {
         let limit = self.state.config.limits.max_message_bytes;
         if frame.len() > limit {
             return Err(Fatal(format!(
@@ -177,7 +222,11 @@ impl Conn {
             }
             Inbound::Sync {
                 document_id, data, ..
-            } => self.on_sync(document_id, &data).await,
+            } => {
+                let r = self.on_sync(document_id, &data).await;
+                self.medidas.recibido(document_id, recibido(&r));
+                r
+            }
         }
     }
 
@@ -186,6 +235,14 @@ impl Conn {
         if let Some(g) = self.granted.get(&id) {
             return Ok(Some(g.clone()));
         }
+        let max = self.state.config.limits.max_docs_per_peer;
+        if max > 0 && !self.named.contains(&id) && self.named.len() >= max {
+            return Err(Fatal(format!(
+                "too many documents on one connection: at most {max} \
+                 (limits.max_docs_per_peer)"
+            )));
+        }
+        self.named.insert(id);
         let entry = self.state.hub.entry(&id).await.map_err(internal)?;
         let Some(entry) = entry else {
             self.audit(&id, "acceso", "denegado", "documento desconocido")
@@ -224,6 +281,19 @@ impl Conn {
             self.session.put_state(id, st);
         }
         entry.subscribe(&self.inbox);
+        // A device of the school's own staff is syncing its document: the school's last sync
+        // for the dashboard (the supervisor relaying is not the school syncing).
+        if entry.info.kind == bitacora_core::model::DocKind::Escuela
+            && self.principal.cct.as_deref() == Some(entry.info.owner.as_str())
+            && let Err(e) = self
+                .state
+                .hub
+                .db()
+                .registrar_sync(&id.to_string(), self.state.reloj.ahora())
+                .await
+        {
+            tracing::warn!(doc = %id, error = %e, "last sync not recorded");
+        }
         self.granted.insert(id, (entry.clone(), a));
         Ok(Some((entry, a)))
     }
@@ -285,7 +355,7 @@ impl Conn {
             Err(e) => {
                 tracing::error!(doc = %id, error = %e, "sync message not applied");
                 Err(Fatal(format!(
-                    "document {id} could not be updated; nothing was confirmed"
+                    "document {id} could not be updated; {NOTHING_CONFIRMED}"
                 )))
             }
         }
@@ -324,7 +394,7 @@ impl Conn {
 
     /// Other connections changed documents this one follows: send what the peer now lacks, and
     /// relay ephemeral messages.
-    async fn on_notified(&mut self) -> Vec<Message> {
+    pub(crate) async fn on_notified(&mut self) -> Vec<Message> {
         let mut out = Vec::new();
         for id in self.inbox.take_dirty() {
             let Some((entry, _)) = self.granted.get(&id).cloned() else {
@@ -369,7 +439,7 @@ impl Conn {
         out
     }
 
-    async fn persist_sync_states(&self) {
+    pub(crate) async fn persist_sync_states(&self) {
         let Some(peer) = self.session.peer_storage_id() else {
             return;
         };

@@ -14,6 +14,9 @@
 //! - [`Database::compact`] serialises per document (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: a
 //!   transaction-scoped advisory lock), folds the snapshot and the chunks it read into a new
 //!   snapshot and deletes exactly those chunks, so a chunk committed meanwhile is never lost.
+//! - On PostgreSQL, an append of a new chunk also announces it to the other processes
+//!   (`NOTIFY`, in the same transaction, so only committed changes are announced); see
+//!   [`avisos`].
 
 use std::path::Path;
 use std::str::FromStr;
@@ -55,6 +58,13 @@ macro_rules! on {
         }
     };
 }
+
+pub mod avisos;
+mod proyecciones;
+pub use avisos::{Aviso, Escucha};
+pub use proyecciones::{
+    AcuerdosEscuela, AmbitoZona, ApoyoZona, Cifras, DatosZona, FilaEscuela, SesionWeb,
+};
 
 /// A registered user (from `admin usuario add`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,7 +144,10 @@ impl Database {
         Ok(Database::Sqlite(pool))
     }
 
+    /// Each pool gets its own origin id, so its change announcements can be told from other
+    /// processes' ([`avisos`]).
     pub async fn connect_pg(opts: PgConnectOptions) -> Result<Database, DbError> {
+        let opts = avisos::opciones_de_origen(opts);
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
@@ -364,22 +377,59 @@ impl Database {
     }
 
     /// Appends a chunk of changes; durable when this returns. Returns the number of chunks now
-    /// waiting for compaction.
+    /// waiting for compaction. On PostgreSQL a new chunk is announced to the other processes in
+    /// the same transaction (delivered on commit; [`avisos`]).
     pub async fn append(&self, id: &DocumentId, data: &[u8]) -> Result<i64, DbError> {
         let id = id.to_string();
         let hash = Sha256::digest(data).to_vec();
-        let n: i64 = on!(self, p => {
-            sqlx::query("INSERT INTO chunks (doc_id, hash, data) VALUES ($1, $2, $3) ON CONFLICT (doc_id, hash) DO NOTHING")
-                .bind(&id).bind(&hash).bind(data).execute(p).await?;
-            sqlx::query_scalar("SELECT COUNT(*) FROM chunks WHERE doc_id = $1").bind(&id).fetch_one(p).await?
-        });
+        const INSERT: &str = "INSERT INTO chunks (doc_id, hash, data) VALUES ($1, $2, $3) ON CONFLICT (doc_id, hash) DO NOTHING";
+        const COUNT: &str = "SELECT COUNT(*) FROM chunks WHERE doc_id = $1";
+        let n: i64 = match self {
+            Database::Sqlite(p) => {
+                sqlx::query(INSERT)
+                    .bind(&id)
+                    .bind(&hash)
+                    .bind(data)
+                    .execute(p)
+                    .await?;
+                sqlx::query_scalar(COUNT).bind(&id).fetch_one(p).await?
+            }
+            Database::Postgres(p) => {
+                let mut tx = p.begin().await?;
+                let nuevo = sqlx::query(INSERT)
+                    .bind(&id)
+                    .bind(&hash)
+                    .bind(data)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                    == 1;
+                if nuevo {
+                    avisos::avisar(&mut tx, &id).await?;
+                }
+                let n = sqlx::query_scalar(COUNT)
+                    .bind(&id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                n
+            }
+        };
         Ok(n)
     }
 
     /// Folds the snapshot and the chunks into a new snapshot with `fold`, deleting exactly the
-    /// chunks folded. `fold` gets (snapshot, chunks) and returns (snapshot bytes, heads); it
-    /// runs while the per-document lock is held, so it should move CPU work to the blocking
-    /// pool.
+    /// chunks folded. `fold` gets (snapshot, chunks) and returns (snapshot bytes, heads); it may
+    /// take long (a school's full cycle stored as loose changes takes ~0.4 s to load), so it
+    /// should move CPU work to the blocking pool.
+    ///
+    /// PostgreSQL: one transaction holding a per-document advisory lock throughout. SQLite has
+    /// one writer for the whole database, so the fold runs outside any write transaction
+    /// (holding `BEGIN IMMEDIATE` through it stalled every commit of every document for the
+    /// whole fold; docs/performance.md): read the snapshot and chunks in one read transaction,
+    /// fold, then under `BEGIN IMMEDIATE` write the snapshot and delete the chunks read, unless
+    /// another compaction replaced the snapshot meanwhile (then nothing is written). Chunks
+    /// appended after the read have higher `seq`s and stay.
     pub async fn compact<F>(
         &self,
         id: &DocumentId,
@@ -389,31 +439,59 @@ impl Database {
         F: std::future::Future<Output = Result<(Vec<u8>, String), DbError>>,
     {
         let id = id.to_string();
-        macro_rules! body {
-            ($tx:ident) => {{
-                let snapshot: Option<Vec<u8>> = sqlx::query_scalar("SELECT data FROM snapshots WHERE doc_id = $1")
-                    .bind(&id).fetch_optional(&mut *$tx).await?;
-                let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as("SELECT seq, data FROM chunks WHERE doc_id = $1 ORDER BY seq")
-                    .bind(&id).fetch_all(&mut *$tx).await?;
-                if rows.len() < 2 && snapshot.is_some() || rows.is_empty() {
-                    return Ok(());
-                }
-                let chunks: Vec<Vec<u8>> = rows.iter().map(|r| r.1.clone()).collect();
-                let (data, heads) = fold(snapshot, chunks).await?;
-                let max_seq = rows.iter().map(|r| r.0).max().unwrap_or(0);
-                sqlx::query("INSERT INTO snapshots (doc_id, data, heads, max_seq, creado) VALUES ($1, $2, $3, $4, $5) \
-                             ON CONFLICT (doc_id) DO UPDATE SET data = excluded.data, heads = excluded.heads, max_seq = excluded.max_seq, creado = excluded.creado")
-                    .bind(&id).bind(&data).bind(&heads).bind(max_seq).bind(now()).execute(&mut *$tx).await?;
-                for (seq, _) in &rows {
-                    sqlx::query("DELETE FROM chunks WHERE doc_id = $1 AND seq = $2").bind(&id).bind(*seq).execute(&mut *$tx).await?;
-                }
-                $tx.commit().await?;
-            }};
-        }
+        const SNAPSHOT: &str = "SELECT data, max_seq FROM snapshots WHERE doc_id = $1";
+        const CHUNKS: &str = "SELECT seq, data FROM chunks WHERE doc_id = $1 ORDER BY seq";
+        const UPSERT: &str = "INSERT INTO snapshots (doc_id, data, heads, max_seq, creado) VALUES ($1, $2, $3, $4, $5) \
+                              ON CONFLICT (doc_id) DO UPDATE SET data = excluded.data, heads = excluded.heads, max_seq = excluded.max_seq, creado = excluded.creado";
+        const DELETE: &str = "DELETE FROM chunks WHERE doc_id = $1 AND seq = $2";
+        let nada_que_hacer = |snapshot: &Option<(Vec<u8>, i64)>, rows: &[(i64, Vec<u8>)]| {
+            rows.len() < 2 && snapshot.is_some() || rows.is_empty()
+        };
         match self {
             Database::Sqlite(p) => {
+                let mut tx = p.begin().await?;
+                let snapshot: Option<(Vec<u8>, i64)> = sqlx::query_as(SNAPSHOT)
+                    .bind(&id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let rows: Vec<(i64, Vec<u8>)> =
+                    sqlx::query_as(CHUNKS).bind(&id).fetch_all(&mut *tx).await?;
+                tx.commit().await?;
+                if nada_que_hacer(&snapshot, &rows) {
+                    return Ok(());
+                }
+                let antes = snapshot.as_ref().map(|s| s.1);
+                let max_seq = rows.iter().map(|r| r.0).max().unwrap_or(0);
+                let seqs: Vec<i64> = rows.iter().map(|r| r.0).collect();
+                let chunks: Vec<Vec<u8>> = rows.into_iter().map(|r| r.1).collect();
+                let (data, heads) = fold(snapshot.map(|s| s.0), chunks).await?;
                 let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
-                body!(tx)
+                let ahora: Option<i64> =
+                    sqlx::query_scalar("SELECT max_seq FROM snapshots WHERE doc_id = $1")
+                        .bind(&id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                if ahora != antes {
+                    // Another compaction folded these chunks first.
+                    tx.rollback().await?;
+                    return Ok(());
+                }
+                sqlx::query(UPSERT)
+                    .bind(&id)
+                    .bind(&data)
+                    .bind(&heads)
+                    .bind(max_seq)
+                    .bind(now())
+                    .execute(&mut *tx)
+                    .await?;
+                for seq in seqs {
+                    sqlx::query(DELETE)
+                        .bind(&id)
+                        .bind(seq)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
             }
             Database::Postgres(p) => {
                 let mut tx = p.begin().await?;
@@ -421,7 +499,34 @@ impl Database {
                     .bind(&id)
                     .execute(&mut *tx)
                     .await?;
-                body!(tx)
+                let snapshot: Option<(Vec<u8>, i64)> = sqlx::query_as(SNAPSHOT)
+                    .bind(&id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let rows: Vec<(i64, Vec<u8>)> =
+                    sqlx::query_as(CHUNKS).bind(&id).fetch_all(&mut *tx).await?;
+                if nada_que_hacer(&snapshot, &rows) {
+                    return Ok(());
+                }
+                let max_seq = rows.iter().map(|r| r.0).max().unwrap_or(0);
+                let chunks: Vec<Vec<u8>> = rows.iter().map(|r| r.1.clone()).collect();
+                let (data, heads) = fold(snapshot.map(|s| s.0), chunks).await?;
+                sqlx::query(UPSERT)
+                    .bind(&id)
+                    .bind(&data)
+                    .bind(&heads)
+                    .bind(max_seq)
+                    .bind(now())
+                    .execute(&mut *tx)
+                    .await?;
+                for (seq, _) in &rows {
+                    sqlx::query(DELETE)
+                        .bind(&id)
+                        .bind(*seq)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
             }
         }
         Ok(())
@@ -478,6 +583,22 @@ impl Database {
             .bind(n).fetch_all(p).await?);
         v.reverse();
         Ok(v)
+    }
+
+    /// A consistent copy of the SQLite database into the new file `destino`, by `VACUUM INTO`
+    /// (one read transaction: the server keeps serving meanwhile). Not for PostgreSQL
+    /// (`pg_dump`, docs/operations.md): [`DbError::Url`] there.
+    pub async fn respaldar_sqlite(&self, destino: &Path) -> Result<(), DbError> {
+        let Database::Sqlite(p) = self else {
+            return Err(DbError::Url(
+                "VACUUM INTO is SQLite's; back PostgreSQL up with pg_dump".into(),
+            ));
+        };
+        sqlx::query("VACUUM INTO $1")
+            .bind(destino.to_string_lossy().into_owned())
+            .execute(p)
+            .await?;
+        Ok(())
     }
 
     pub async fn integrity_check(&self) -> Result<(), DbError> {

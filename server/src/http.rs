@@ -8,6 +8,8 @@
 //! - `POST /v1/actores`: enrols this device's automerge actor id to the caller.
 //! - `POST /v1/paquetes`, `GET /v1/paquetes/{cct}`: a school's USB bundle uploaded, and its
 //!   return bundle downloaded (the same rules as `admin bundle importar|exportar`).
+//! - The CTZ dashboard's pages, JSON API, CSV and OpenAPI document: [`crate::tablero`] (its
+//!   handlers are part of this HTTP layer).
 
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Query, State};
@@ -23,6 +25,8 @@ use crate::AppState;
 use crate::auth::{Acceso, AuthError, Principal, acceso};
 use crate::db::{Auditoria, DbError};
 use crate::hub::HubError;
+use crate::limites::Exceso;
+use crate::tablero::{api, web};
 
 /// Every error an HTTP handler can return; mapped to a status and a JSON body here only.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +41,13 @@ pub enum ApiError {
     Conflict(String),
     #[error("servicio no disponible")]
     Unavailable,
+    /// A rate or connection limit of the caller's token (`config.limits`): 429, with
+    /// `Retry-After`.
+    #[error("{mensaje}")]
+    TooManyRequests {
+        mensaje: String,
+        retry_after_secs: u64,
+    },
     #[error("error interno")]
     Internal(String),
 }
@@ -47,6 +58,33 @@ impl From<AuthError> for ApiError {
             AuthError::Db(d) => ApiError::Internal(d.to_string()),
             AuthError::Config(c) => ApiError::Internal(c),
             _ => ApiError::Unauthorized,
+        }
+    }
+}
+
+impl From<Exceso> for ApiError {
+    fn from(e: Exceso) -> Self {
+        match e {
+            Exceso::Conexiones { max } => ApiError::TooManyRequests {
+                mensaje: format!(
+                    "este token ya tiene {max} conexiones abiertas con el servidor; cierre alguna \
+                     y vuelva a intentar"
+                ),
+                retry_after_secs: 5,
+            },
+            Exceso::Token { espera, .. } => {
+                let s = espera.as_secs_f64().ceil().max(1.0) as u64;
+                ApiError::TooManyRequests {
+                    mensaje: format!(
+                        "demasiadas solicitudes con este token; espere {s} s y vuelva a intentar"
+                    ),
+                    retry_after_secs: s,
+                }
+            }
+            Exceso::Conexion { .. } => ApiError::TooManyRequests {
+                mensaje: "demasiados mensajes en esta conexión; vuelva a intentar".into(),
+                retry_after_secs: 1,
+            },
         }
     }
 }
@@ -71,6 +109,9 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "solicitud_invalida"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflicto"),
             ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "no_disponible"),
+            ApiError::TooManyRequests { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "demasiadas_solicitudes")
+            }
             ApiError::Internal(detail) => {
                 // Details go to the log, never to the client.
                 tracing::error!(%detail, "internal error");
@@ -88,6 +129,13 @@ impl IntoResponse for ApiError {
                 header::HeaderValue::from_static("Bearer"),
             );
         }
+        if let ApiError::TooManyRequests {
+            retry_after_secs, ..
+        } = self
+        {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, retry_after_secs.into());
+        }
         resp
     }
 }
@@ -96,6 +144,48 @@ impl IntoResponse for ApiError {
 pub struct Auth(pub Principal);
 
 impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Auth(
+            Autenticado::from_request_parts(parts, state)
+                .await?
+                .principal,
+        ))
+    }
+}
+
+/// [`Auth`] with the token's id (`jti`), which the per-token limits count by. Every request
+/// authenticated here counts against its token's rate (`limits.token_requests_per_sec`):
+/// checked once the signature is verified, before the database is asked about the token.
+pub struct Autenticado {
+    pub principal: Principal,
+    pub jti: String,
+}
+
+/// Logs and audits a refused token.
+async fn rechazar(state: &AppState, e: AuthError) -> ApiError {
+    tracing::info!(error = %e, "authentication refused");
+    state.metrics.auth_failure(&e);
+    let detalle = e.to_string();
+    let _ = state
+        .hub
+        .db()
+        .audit(&Auditoria {
+            usuario: "-",
+            documento: "-",
+            accion: "autenticacion",
+            resultado: "denegada",
+            detalle: &detalle,
+        })
+        .await;
+    e.into()
+}
+
+impl FromRequestParts<AppState> for Autenticado {
     type Rejection = ApiError;
 
     async fn from_request_parts(
@@ -120,30 +210,109 @@ impl FromRequestParts<AppState> for Auth {
                 }
                 let q: Query<Q> =
                     Query::try_from_uri(&parts.uri).map_err(|_| ApiError::Unauthorized)?;
-                q.0.token.ok_or(ApiError::Unauthorized)?
+                let Some(t) = q.0.token else {
+                    state.metrics.auth_failure_reason("missing");
+                    return Err(ApiError::Unauthorized);
+                };
+                t
             }
         };
-        match state.keys.authenticate(state.hub.db(), &token).await {
-            Ok(p) => Ok(Auth(p)),
-            Err(e) => {
-                tracing::info!(error = %e, "authentication refused");
-                let detalle = e.to_string();
-                let _ = state
-                    .hub
-                    .db()
-                    .audit(&Auditoria {
-                        usuario: "-",
-                        documento: "-",
-                        accion: "autenticacion",
-                        resultado: "denegada",
-                        detalle: &detalle,
-                    })
-                    .await;
-                Err(e.into())
-            }
+        let claims = match state.keys.verify(&token) {
+            Ok(c) => c,
+            Err(e) => return Err(rechazar(state, e).await),
+        };
+        state.limites().solicitud(&claims.jti)?;
+        match state
+            .keys
+            .authenticate_claims(state.hub.db(), &claims)
+            .await
+        {
+            Ok(principal) => Ok(Autenticado {
+                principal,
+                jti: claims.jti,
+            }),
+            Err(e) => Err(rechazar(state, e).await),
         }
     }
 }
+
+/// Serves `app` on `listener` until `stop` turns true, then lets every HTTP connection finish
+/// the request it is handling (for at most [`DRENAJE`]) and returns.
+///
+/// HTTP/1.1 with upgrades (the WebSocket of `GET /sync`), through hyper directly rather than
+/// `axum::serve`, because axum's gives hyper no timer: a client that connects and sends nothing,
+/// or half a request head, then stalls (slow loris) would hold its socket and task forever, and
+/// would also hold up shutdown. Here a request head (the first one, and each next one on a
+/// kept-alive connection) must arrive whole within `plazo_cabeceras`
+/// (`limits.http_header_timeout_secs`; 0 disables it), else the connection is closed. Upgraded
+/// connections are the connection loop's business (`connection.rs`: keepalive, idle timeout).
+pub async fn servir(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    plazo_cabeceras: std::time::Duration,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+
+    // Every connection task holds a sender; all are gone when the last connection is.
+    let (vivas_tx, mut vivas_rx) = tokio::sync::mpsc::channel::<()>(1);
+    loop {
+        let tcp = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    use std::io::ErrorKind::*;
+                    if !matches!(e.kind(), ConnectionAborted | ConnectionReset | ConnectionRefused) {
+                        // Out of file descriptors, say: the listener is fine; back off as
+                        // axum::serve does instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    }
+                    continue;
+                }
+            },
+            // (`wait_for`'s guard is not `Send`: dropped inside.)
+            () = async { let _ = stop.wait_for(|s| *s).await; } => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let svc = TowerToHyperService::new(app.clone());
+        let mut stop = stop.clone();
+        let viva = vivas_tx.clone();
+        tokio::spawn(async move {
+            let _viva = viva;
+            let mut b = hyper::server::conn::http1::Builder::new();
+            b.timer(TokioTimer::new());
+            if !plazo_cabeceras.is_zero() {
+                b.header_read_timeout(plazo_cabeceras);
+            }
+            let conn = b.serve_connection(TokioIo::new(tcp), svc).with_upgrades();
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(error = %e, "HTTP connection ended with an error");
+                    }
+                    return;
+                }
+                () = async { let _ = stop.wait_for(|s| *s).await; } => {
+                    conn.as_mut().graceful_shutdown()
+                }
+            }
+            let _ = conn.await;
+        });
+    }
+    drop(vivas_tx);
+    if tokio::time::timeout(DRENAJE, vivas_rx.recv())
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutting down with HTTP requests still in progress");
+    }
+}
+
+/// How long shutdown waits for HTTP requests in progress (a slow upload, say).
+pub const DRENAJE: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.limits.max_body_bytes;
@@ -153,6 +322,16 @@ pub fn router(state: AppState) -> Router {
         .route("/sync", get(sync))
         .route("/v1/documentos", get(documentos))
         .route("/v1/actores", post(enrolar_actor))
+        // The CTZ dashboard (crate::tablero): HTML pages, JSON API, CSV, OpenAPI.
+        .route("/", get(web::raiz))
+        .route("/entrar", get(web::entrar_form).post(web::entrar))
+        .route("/salir", post(web::salir))
+        .route("/zonas/{clave}", get(web::pagina_zona))
+        .route("/escuelas/{cct}", get(web::pagina_escuela))
+        .route("/v1/zonas/{clave}/resumen", get(api::resumen_zona_json))
+        .route("/v1/zonas/{clave}/escuelas.csv", get(api::escuelas_csv))
+        .route("/v1/escuelas/{cct}/resumen", get(api::resumen_escuela_json))
+        .route("/v1/openapi.json", get(api::openapi))
         .layer(DefaultBodyLimit::max(body_limit))
         // Bundles are bigger than API bodies: they get the protocol's message limit.
         .route(
@@ -160,6 +339,10 @@ pub fn router(state: AppState) -> Router {
             post(subir_paquete).layer(DefaultBodyLimit::max(state.config.limits.max_message_bytes)),
         )
         .route("/v1/paquetes/{cct}", get(bajar_paquete))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::registrar_http,
+        ))
         .with_state(state)
 }
 
@@ -173,22 +356,32 @@ async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError>
     Ok("ok")
 }
 
+/// Read buffer of each sync WebSocket.
+const READ_BUFFER: usize = 16 * 1024;
+
 async fn sync(
     State(state): State<AppState>,
-    Auth(principal): Auth,
+    Autenticado { principal, jti }: Autenticado,
     ws: WebSocketUpgrade,
-) -> Response {
+) -> Result<Response, ApiError> {
+    // Counted from here until the connection ends (or the upgrade fails).
+    let limite = state.limites().abrir(&jti)?;
     // Frames past the protocol limit are answered with `error` by the connection loop; past
     // twice the limit the WebSocket layer closes the socket before buffering more.
     let limit = state.config.limits.max_message_bytes.saturating_mul(2);
     let shutdown = state.shutdown_signal();
     let alive = state.alive_token();
-    ws.max_message_size(limit)
+    Ok(ws
+        .max_message_size(limit)
         .max_frame_size(limit)
+        // tungstenite's default read buffer (128 KiB) is allocated per connection up front: 210
+        // devices connected at once held 38 MiB, 13 MiB with 16 KiB (docs/performance.md).
+        // Frames larger than this are still read, in more pieces.
+        .read_buffer_size(READ_BUFFER)
         .on_upgrade(move |socket| async move {
-            crate::connection::run(socket, state, principal, shutdown).await;
+            crate::connection::run(socket, state, principal, limite, shutdown).await;
             drop(alive);
-        })
+        }))
 }
 
 #[derive(Serialize)]

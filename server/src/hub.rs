@@ -16,7 +16,7 @@
 //! documents with no subscribed connection are unloaded.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use automerge::sync::{self, SyncDoc};
@@ -29,7 +29,9 @@ use bitacora_core::store::{DocInfo, hex_heads};
 use thiserror::Error;
 use tokio::sync::{Mutex as AsyncMutex, Notify, OwnedMutexGuard};
 
+use crate::Reloj;
 use crate::db::{Database, DbError, Stored};
+use crate::proyector::Proyector;
 
 /// Compact a document once it has this many chunks.
 pub const COMPACT_AFTER_CHUNKS: i64 = 64;
@@ -92,6 +94,9 @@ pub struct DocEntry {
     subscribers: Mutex<Vec<Weak<Inbox>>>,
     last_used: AtomicI64,
     estimated: AtomicU64,
+    /// A compaction of this document is running (at most one at a time: each append past the
+    /// threshold asks for one, and a fold outside the database lock takes a while).
+    compacting: AtomicBool,
 }
 
 impl DocEntry {
@@ -152,6 +157,12 @@ pub struct Received {
 
 pub struct Hub {
     db: Database,
+    /// Recomputes the dashboard's projection of each document this hub changes.
+    pub proyector: Arc<Proyector>,
+    /// The rate and connection limits of this process, made from the configuration on first
+    /// use ([`crate::AppState::limites`]).
+    pub limites: std::sync::OnceLock<Arc<crate::limites::Limitador>>,
+    reloj: Reloj,
     entries: Mutex<HashMap<DocumentId, Arc<DocEntry>>>,
     budget: u64,
     loaded_bytes: AtomicU64,
@@ -165,8 +176,16 @@ fn now() -> i64 {
 
 impl Hub {
     pub fn new(db: Database, budget: u64) -> Hub {
+        Hub::con_reloj(db, budget, Reloj::default())
+    }
+
+    /// A hub that dates what it records about documents with `reloj`.
+    pub fn con_reloj(db: Database, budget: u64, reloj: Reloj) -> Hub {
         Hub {
             db,
+            proyector: Arc::new(Proyector::default()),
+            limites: std::sync::OnceLock::new(),
+            reloj,
             entries: Mutex::new(HashMap::new()),
             budget,
             loaded_bytes: AtomicU64::new(0),
@@ -206,6 +225,7 @@ impl Hub {
             subscribers: Mutex::new(Vec::new()),
             last_used: AtomicI64::new(now()),
             estimated: AtomicU64::new(0),
+            compacting: AtomicBool::new(false),
         });
         let mut entries = self.entries.lock().expect("entries lock");
         Ok(Some(entries.entry(*id).or_insert(entry).clone()))
@@ -275,8 +295,7 @@ impl Hub {
                     if after == before {
                         (Vec::new(), 0)
                     } else {
-                        let n = doc.get_changes(&before).len();
-                        (doc.save_after(&before), n)
+                        nuevos_desde(doc, &before)
                     }
                 })
             }))
@@ -296,7 +315,10 @@ impl Hub {
         let mut compact = false;
         if !bytes.is_empty() {
             match self.db.append(&entry.info.id, &bytes).await {
-                Ok(n) => compact = n >= COMPACT_AFTER_CHUNKS,
+                Ok(n) => {
+                    compact = n >= COMPACT_AFTER_CHUNKS;
+                    self.cambio_durable(entry.info.id);
+                }
                 Err(e) => {
                     self.unload(entry, &mut guard);
                     return Err(e.into());
@@ -311,7 +333,7 @@ impl Hub {
         let (guard, state, reply) = generate_blocking(guard, state).await?;
         drop(guard);
         if compact {
-            self.compact_in_background(entry.info.id);
+            self.compact_in_background(entry);
         }
         self.evict_if_needed();
         Ok(Received {
@@ -351,10 +373,8 @@ impl Hub {
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 let doc = guard.as_mut().expect("loaded");
                 let before = doc.get_heads();
-                doc.load_incremental(&data).map(|_| {
-                    let n = doc.get_changes(&before).len();
-                    (doc.save_after(&before), n)
-                })
+                doc.load_incremental(&data)
+                    .map(|_| nuevos_desde(doc, &before))
             }))
             .unwrap_or_else(|_| Err(automerge::AutomergeError::Fail));
             (guard, r)
@@ -376,13 +396,31 @@ impl Hub {
         }
         drop(guard);
         if n > 0 {
+            self.cambio_durable(entry.info.id);
             entry.notify_others(u64::MAX);
         }
         Ok(n)
     }
 
-    fn compact_in_background(&self, id: DocumentId) {
+    /// After new changes to a document are committed: date them (off the reply path) and queue
+    /// the document's projection.
+    fn cambio_durable(&self, id: DocumentId) {
         let db = self.db.clone();
+        let ts = self.reloj.ahora();
+        tokio::spawn(async move {
+            if let Err(e) = db.registrar_cambio(&id.to_string(), ts).await {
+                tracing::warn!(doc = %id, error = %e, "last change time not recorded");
+            }
+        });
+        self.proyector.marcar(id);
+    }
+
+    fn compact_in_background(&self, entry: &Arc<DocEntry>) {
+        if entry.compacting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (db, entry) = (self.db.clone(), entry.clone());
+        let id = entry.info.id;
         tokio::spawn(async move {
             let r = db
                 .compact(&id, |snapshot, chunks| async move {
@@ -396,6 +434,7 @@ impl Hub {
                     .map_err(|e| DbError::Damaged(e.to_string()))?
                 })
                 .await;
+            entry.compacting.store(false, Ordering::Release);
             if let Err(e) = r {
                 tracing::warn!(doc = %id, error = %e, "compaction failed; chunks kept");
             }
@@ -409,8 +448,41 @@ impl Hub {
             let mut guard = entry.doc.clone().lock_owned().await;
             self.unload(&entry, &mut guard);
             drop(guard);
+            self.cambio_durable(*id);
             entry.notify_others(u64::MAX);
         }
+        Ok(())
+    }
+
+    /// Another server process (or an `admin` command) committed new changes to a document
+    /// (`difusion.rs`): drop the in-memory copy if there is one, so the next use reloads it
+    /// with them, tell the subscribed connections (each then sends its peer what it lacks), and
+    /// queue the projection. Unlike [`Hub::reload`] it records nothing: the writer did.
+    pub async fn cambio_externo(&self, id: &DocumentId) {
+        let entry = self.entries.lock().expect("entries lock").get(id).cloned();
+        if let Some(entry) = entry {
+            let mut guard = entry.doc.clone().lock_owned().await;
+            self.unload(&entry, &mut guard);
+            drop(guard);
+            entry.notify_others(u64::MAX);
+        }
+        self.proyector.marcar(*id);
+    }
+
+    /// Announcements from other processes may have been lost: treat every document this hub
+    /// knows as changed elsewhere, and every school document as needing its projection.
+    pub async fn todo_posiblemente_cambiado(&self) -> Result<(), HubError> {
+        let ids: Vec<DocumentId> = self
+            .entries
+            .lock()
+            .expect("entries lock")
+            .keys()
+            .copied()
+            .collect();
+        for id in &ids {
+            self.cambio_externo(id).await;
+        }
+        self.proyector.marcar_todos(&self.db).await?;
         Ok(())
     }
 
@@ -442,6 +514,19 @@ impl Hub {
     pub fn loaded_bytes(&self) -> u64 {
         self.loaded_bytes.load(Ordering::Relaxed)
     }
+}
+
+/// The changes since `before`, as `save_after(before)` would write them, and how many, in one
+/// pass: automerge 0.12 rebuilds changes from its op set on every `get_changes` (which
+/// `save_after` calls too), so counting and saving separately did that work twice
+/// (docs/performance.md).
+fn nuevos_desde(doc: &Automerge, before: &[ChangeHash]) -> (Vec<u8>, usize) {
+    let changes = doc.get_changes(before);
+    let mut bytes = Vec::with_capacity(changes.iter().map(|c| c.raw_bytes().len()).sum());
+    for c in &changes {
+        bytes.extend_from_slice(c.raw_bytes());
+    }
+    (bytes, changes.len())
 }
 
 async fn generate_blocking(
@@ -476,4 +561,28 @@ pub fn assemble(stored: &Stored) -> Result<Automerge, String> {
         doc.load_incremental(c).map_err(|e| e.to_string())?;
     }
     Ok(doc)
+}
+
+#[cfg(test)]
+mod tests {
+    use automerge::transaction::Transactable;
+    use automerge::{Automerge, ROOT};
+
+    #[test]
+    fn nuevos_desde_is_save_after_in_one_pass() {
+        let mut doc = Automerge::new();
+        let mut tx = doc.transaction();
+        tx.put(ROOT, "a", 1).unwrap();
+        tx.commit();
+        let before = doc.get_heads();
+        for i in 0..3 {
+            let mut tx = doc.transaction();
+            tx.put(ROOT, "b", i).unwrap();
+            tx.commit();
+        }
+        let (bytes, n) = super::nuevos_desde(&doc, &before);
+        assert_eq!(n, 3);
+        assert_eq!(bytes, doc.save_after(&before));
+        assert_eq!(super::nuevos_desde(&doc, &doc.get_heads()), (Vec::new(), 0));
+    }
 }

@@ -1,5 +1,6 @@
 //! `bitacora-server`: `serve` runs the zone server; `admin …` manages zones, schools, users and
-//! tokens on the same database. Errors are printed once; exit code 2 for bad input, 1 otherwise.
+//! tokens on the same database; `demo` serves a generated zone to look at. Errors are printed
+//! once; exit code 2 for bad input, 1 otherwise.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,6 +10,7 @@ use bitacora_core::ids::CicloEscolar;
 use bitacora_server::admin::{self, AdminError};
 use bitacora_server::auth::Keys;
 use bitacora_server::config::{Config, Secret};
+use bitacora_server::demo;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -42,6 +44,27 @@ enum Cmd {
     /// Administración: zonas, escuelas, usuarios, tokens.
     #[command(subcommand)]
     Admin(Admin),
+    /// Sonda de salud (para HEALTHCHECK de contenedores): sale con 0 si GET /readyz del
+    /// servidor responde 200, con 1 si no.
+    Salud {
+        /// URL a consultar (por omisión http://127.0.0.1:<puerto de listen>/readyz).
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Genera una zona de demostración (24 escuelas con un ciclo de trabajo, todo por
+    /// sincronización real) en ./bitacora-demo y la sirve; si ya existe, solo la sirve.
+    Demo {
+        /// Dirección de escucha (por omisión 127.0.0.1:8787; el puerto 0 elige uno libre).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Semilla de los datos generados: la misma semilla da la misma zona.
+        #[arg(long)]
+        semilla: Option<String>,
+        /// Fecha de referencia (AAAA-MM-DD): la demo se genera y se sirve como si hoy fuera
+        /// ese día (por omisión, hoy).
+        #[arg(long)]
+        hoy: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -57,6 +80,13 @@ enum Admin {
     /// Paquetes de cambios traídos en memoria USB.
     #[command(subcommand)]
     Bundle(BundleCmd),
+    /// Respaldo consistente de la base SQLite (VACUUM INTO), aun con el servidor en marcha.
+    /// Con PostgreSQL use pg_dump (docs/operations.md).
+    Respaldo {
+        /// Archivo nuevo donde escribir el respaldo.
+        #[arg(long)]
+        salida: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -135,7 +165,12 @@ enum TokenCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Automerge work runs on the blocking pool and is CPU-bound: threads past the cores only
+    // queue. With tokio's default (512), 210 devices syncing at once grew the pool to ~50 threads,
+    // each with its own malloc arena: about 45 MiB more peak memory (docs/performance.md).
+    let bloqueantes = std::thread::available_parallelism().map_or(8, |n| (2 * n.get()).max(8));
     let rt = match tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(bloqueantes)
         .enable_all()
         .build()
     {
@@ -170,9 +205,9 @@ fn config(cli: &Cli) -> Result<Config> {
     Ok(c)
 }
 
-fn init_tracing(json: bool) {
+fn init_tracing(json: bool, nivel: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("BITACORA_LOG")
-        .unwrap_or_else(|_| "info".into());
+        .unwrap_or_else(|_| nivel.into());
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -194,7 +229,7 @@ async fn run(cli: Cli) -> Result<()> {
     let mut cfg = config(&cli)?;
     match cli.cmd {
         Cmd::Serve { listen } => {
-            init_tracing(cfg.log_json);
+            init_tracing(cfg.log_json, "info");
             if let Some(l) = listen {
                 cfg.listen = l;
             }
@@ -203,13 +238,60 @@ async fn run(cli: Cli) -> Result<()> {
                 .with_context(|| format!("no se pudo escuchar en {}", cfg.listen))?;
             // The real address (with port 0 resolved) on stdout, for scripts and tests.
             println!("escuchando en http://{}", listener.local_addr()?);
-            bitacora_server::run(listener, cfg, shutdown_signal()).await
+            // Metrics on their own listener (never the public one), when configured.
+            let metricas = match cfg.metrics_listen {
+                Some(a) => {
+                    let l = tokio::net::TcpListener::bind(a)
+                        .await
+                        .with_context(|| format!("no se pudo escuchar en {a} (metrics_listen)"))?;
+                    println!("métricas en http://{}/metrics", l.local_addr()?);
+                    Some(l)
+                }
+                None => None,
+            };
+            let db = bitacora_server::open_database(&cfg).await?;
+            let reloj = bitacora_server::Reloj::default();
+            bitacora_server::run_with_metrics(listener, metricas, cfg, db, reloj, shutdown_signal())
+                .await
+        }
+        Cmd::Salud { url } => {
+            let url =
+                url.unwrap_or_else(|| format!("http://127.0.0.1:{}/readyz", cfg.listen.port()));
+            sonda(&url)
+                .await
+                .with_context(|| format!("{url} no está listo"))
         }
         Cmd::Admin(a) => {
             let db = bitacora_server::open_database(&cfg).await?;
             let r = admin_cmd(&cfg, &db, a).await;
             db.close().await;
             r
+        }
+        Cmd::Demo {
+            listen,
+            semilla,
+            hoy,
+        } => {
+            let semilla = demo::semilla(semilla.as_deref())?;
+            let hoy = demo::hoy(hoy.as_deref())?;
+            if cli.database_url.is_some() {
+                return Err(AdminError::Invalid(
+                    "la demo usa su propia base SQLite en --data-dir; quite --database-url".into(),
+                )
+                .into());
+            }
+            // Only the demo's own directory: never a data directory configured for a real server.
+            cfg.data_dir = cli
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(demo::DATA_DIR));
+            cfg.database_url = None;
+            cfg.listen = match listen {
+                Some(l) => l,
+                None => demo::LISTEN.parse().context("demo::LISTEN")?,
+            };
+            init_tracing(cfg.log_json, "warn");
+            demo::run(cfg, semilla, hoy, shutdown_signal()).await
         }
     }
 }
@@ -290,11 +372,43 @@ async fn admin_cmd(cfg: &Config, db: &bitacora_server::db::Database, a: Admin) -
                 bytes.len()
             );
         }
+        Admin::Respaldo { salida } => {
+            let bytes = admin::respaldo(db, &salida).await?;
+            println!("Respaldo escrito en {} ({bytes} bytes).", salida.display());
+        }
         Admin::Token(TokenCmd::Revocar { jti }) => {
             admin::token_revocar(db, &jti).await?;
             println!("Token {jti} revocado.");
         }
     }
+    Ok(())
+}
+
+/// `GET url` over plain HTTP/1.0 (a container's healthcheck has no curl): `Ok` on status 200.
+async fn sonda(url: &str) -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let resto = url.strip_prefix("http://").context("solo URLs http://")?;
+    let (host, ruta) = match resto.find('/') {
+        Some(i) => (&resto[..i], &resto[i..]),
+        None => (resto, "/"),
+    };
+    let pedir = async {
+        let mut s = tokio::net::TcpStream::connect(host).await?;
+        s.write_all(format!("GET {ruta} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
+            .await?;
+        let mut r = Vec::new();
+        s.read_to_end(&mut r).await?;
+        std::io::Result::Ok(r)
+    };
+    let r = tokio::time::timeout(std::time::Duration::from_secs(5), pedir)
+        .await
+        .context("sin respuesta en 5 s")??;
+    let linea = String::from_utf8_lossy(&r);
+    let estado = linea.lines().next().unwrap_or_default();
+    anyhow::ensure!(
+        estado.split_whitespace().nth(1) == Some("200"),
+        "respondió «{estado}»"
+    );
     Ok(())
 }
 

@@ -398,6 +398,8 @@ async fn registry(db: &Database, data_dir: &std::path::Path) -> DocInfo {
             private_key_file: None,
             issuer: "bitacora-test".into(),
             audience: "bitacora".into(),
+            previous_secrets: Vec::new(),
+            previous_public_key_files: Vec::new(),
         },
         data_dir,
     )

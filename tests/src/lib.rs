@@ -1,6 +1,8 @@
 //! Support code for the end-to-end stories in `tests/tests/`: locating and running the real
 //! binaries in temporary data directories.
 
+pub mod cliente;
+pub mod navegador;
 pub mod proxy;
 pub mod server;
 

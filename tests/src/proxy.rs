@@ -1,7 +1,18 @@
 //! A fault-injecting TCP proxy for tests: listens on 127.0.0.1 port 0 and forwards every
-//! connection to a target address, adding latency, a bandwidth cap, cuts after a random number
-//! of bytes (mid-message: the receiver gets a truncated frame, then the close) and half-open
-//! connections (nothing forwarded, sockets kept open).
+//! connection to a target address, injecting the faults of a bad link:
+//!
+//! - **latency**: a one-way delay on every chunk, in each direction ([`Faults::latency`]);
+//! - **bandwidth cap** per direction of each connection ([`Faults::bytes_per_sec`]);
+//! - **drops**: a connection is cut after a random number of bytes, usually in the middle of a
+//!   message ([`Faults::cut_after_bytes`]), or every open connection is cut at once on request
+//!   ([`FaultProxy::drop_all`]), as when a satellite link goes down;
+//! - **half-open connections**: one direction (or both) stops forwarding while both sockets stay
+//!   open, so neither end learns that the link is dead ([`Faults::half_open`]);
+//! - **truncated frames**: the connection is closed in the middle of its n-th WebSocket frame in
+//!   one direction, after the frame's header and half its payload ([`Faults::truncate_frame`]).
+//!
+//! The target can be changed while the proxy runs ([`FaultProxy::set_target`]), so clients keep
+//! one address across server restarts.
 //!
 //! Randomness comes from one `StdRng` seeded with [`Faults::seed`] (printed on start and on
 //! every change of seed), and connections draw from it in the order they are accepted, so a
@@ -33,6 +44,46 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+/// One direction of a proxied connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// From the client to the target (the server).
+    ToTarget,
+    /// From the target back to the client.
+    ToClient,
+}
+
+/// Which directions of every connection stop forwarding while the sockets stay open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum HalfOpen {
+    /// Everything is forwarded.
+    #[default]
+    Off,
+    /// Nothing is forwarded either way.
+    Both,
+    /// One direction stalls; the other keeps forwarding.
+    Only(Direction),
+}
+
+impl HalfOpen {
+    fn stalls(self, d: Direction) -> bool {
+        match self {
+            HalfOpen::Off => false,
+            HalfOpen::Both => true,
+            HalfOpen::Only(x) => x == d,
+        }
+    }
+}
+
+/// Close a connection in the middle of a WebSocket frame: in `direction`, let `after_frames`
+/// whole frames through (after the HTTP upgrade), then the next frame's header and half its
+/// payload (a frame with an empty payload is cut inside its header), then close both sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Truncate {
+    pub direction: Direction,
+    pub after_frames: u64,
+}
+
 /// The faults to inject. The default forwards everything intact and at once.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Faults {
@@ -45,9 +96,11 @@ pub struct Faults {
     /// closed, whatever was in the middle of being forwarded truncated. Setting `None` later
     /// disarms the connections already open.
     pub cut_after_bytes: Option<Range<u64>>,
-    /// Stop forwarding (in both directions, on every connection, new ones included) but keep
-    /// the sockets open; what arrives meanwhile is held and forwarded once this is unset.
-    pub half_open: bool,
+    /// Stop forwarding in one or both directions (on every connection, new ones included) but
+    /// keep the sockets open; what arrives meanwhile is held and forwarded once this is unset.
+    pub half_open: HalfOpen,
+    /// Close each connection opened from now on in the middle of a WebSocket frame.
+    pub truncate_frame: Option<Truncate>,
     /// Seeds the proxy's random generator (on start, and again whenever it changes).
     pub seed: u64,
 }
@@ -65,6 +118,10 @@ pub struct Counters {
     pub bytes_to_client: u64,
     /// Connections cut by [`Faults::cut_after_bytes`].
     pub cuts: u64,
+    /// Connections closed mid-frame by [`Faults::truncate_frame`].
+    pub truncations: u64,
+    /// Connections closed by [`FaultProxy::drop_all`].
+    pub drops: u64,
 }
 
 /// One finished connection, in the order they finished.
@@ -76,8 +133,12 @@ pub struct ConnRecord {
     pub bytes_to_client: u64,
     /// The cut point drawn for it, if it was armed.
     pub cut_at: Option<u64>,
-    /// Whether it was cut.
+    /// Whether it was cut by [`Faults::cut_after_bytes`].
     pub cut: bool,
+    /// Whether it was closed mid-frame by [`Faults::truncate_frame`].
+    pub truncated: bool,
+    /// Whether it was closed by [`FaultProxy::drop_all`].
+    pub dropped: bool,
 }
 
 #[derive(Default)]
@@ -87,13 +148,17 @@ struct AtomicCounters {
     bytes_to_target: AtomicU64,
     bytes_to_client: AtomicU64,
     cuts: AtomicU64,
+    truncations: AtomicU64,
+    drops: AtomicU64,
 }
 
 struct Shared {
-    target: SocketAddr,
+    target: Mutex<SocketAddr>,
     faults: watch::Sender<Faults>,
     rng: Mutex<StdRng>,
     stop: watch::Sender<bool>,
+    /// Bumped by [`FaultProxy::drop_all`]; every connection open at that moment closes.
+    drops: watch::Sender<u64>,
     counters: AtomicCounters,
     log: Mutex<Vec<ConnRecord>>,
 }
@@ -102,7 +167,6 @@ struct Shared {
 pub struct FaultProxy {
     /// Where clients connect: `127.0.0.1:PORT`.
     pub addr: SocketAddr,
-    pub target: SocketAddr,
     shared: Arc<Shared>,
     task: Option<JoinHandle<()>>,
 }
@@ -117,17 +181,17 @@ impl FaultProxy {
             faults.seed
         );
         let shared = Arc::new(Shared {
-            target,
+            target: Mutex::new(target),
             rng: Mutex::new(StdRng::seed_from_u64(faults.seed)),
             faults: watch::Sender::new(faults),
             stop: watch::Sender::new(false),
+            drops: watch::Sender::new(0),
             counters: AtomicCounters::default(),
             log: Mutex::new(Vec::new()),
         });
         let task = tokio::spawn(accept_loop(listener, shared.clone()));
         Ok(FaultProxy {
             addr,
-            target,
             shared,
             task: Some(task),
         })
@@ -138,22 +202,39 @@ impl FaultProxy {
         format!("http://{}", self.addr)
     }
 
+    /// Where connections opened now are forwarded.
+    pub fn target(&self) -> SocketAddr {
+        *self.shared.target.lock().expect("target lock")
+    }
+
+    /// Forwards connections opened from now on to `target` (a restarted server on a new port);
+    /// connections already open keep their old target.
+    pub fn set_target(&self, target: SocketAddr) {
+        *self.shared.target.lock().expect("target lock") = target;
+    }
+
     /// Replaces the faults. Latency, bandwidth and half-open apply at once to open connections
-    /// too; a new cut range applies to connections opened from now on (`None` disarms all). A
-    /// new seed reseeds the random generator.
+    /// too; a new cut range or frame truncation applies to connections opened from now on
+    /// (`cut_after_bytes: None` disarms all). A new seed reseeds the random generator.
     pub fn set_faults(&self, faults: Faults) {
         let old = self.shared.faults.send_replace(faults.clone());
         if old.seed != faults.seed {
             *self.shared.rng.lock().expect("rng lock") = StdRng::seed_from_u64(faults.seed);
+            eprintln!(
+                "FaultProxy {}: seed {} ({faults:?})",
+                self.addr, faults.seed
+            );
         }
-        eprintln!(
-            "FaultProxy {}: seed {} ({faults:?})",
-            self.addr, faults.seed
-        );
     }
 
     pub fn faults(&self) -> Faults {
         self.shared.faults.borrow().clone()
+    }
+
+    /// Closes every connection open at this moment (both sockets, whatever was in flight
+    /// lost); connections opened afterwards are forwarded as usual.
+    pub fn drop_all(&self) {
+        self.shared.drops.send_modify(|g| *g += 1);
     }
 
     pub fn counters(&self) -> Counters {
@@ -164,6 +245,8 @@ impl FaultProxy {
             bytes_to_target: c.bytes_to_target.load(Ordering::SeqCst),
             bytes_to_client: c.bytes_to_client.load(Ordering::SeqCst),
             cuts: c.cuts.load(Ordering::SeqCst),
+            truncations: c.truncations.load(Ordering::SeqCst),
+            drops: c.drops.load(Ordering::SeqCst),
         }
     }
 
@@ -197,14 +280,24 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 Ok((client, _)) => {
                     let id = shared.counters.connections.fetch_add(1, Ordering::SeqCst) + 1;
                     // Drawn here, in accept order, so that a seed replays the same cuts.
-                    let cut_at = shared.faults.borrow().cut_after_bytes.clone().map(|r| {
+                    let faults = shared.faults.borrow().clone();
+                    let cut_at = faults.cut_after_bytes.map(|r| {
                         if r.start >= r.end {
                             r.start
                         } else {
                             shared.rng.lock().expect("rng lock").random_range(r)
                         }
                     });
-                    tokio::spawn(connection(shared.clone(), client, id, cut_at));
+                    // Subscribed here, so a `drop_all` after the accept reaches it.
+                    let dropped = shared.drops.subscribe();
+                    tokio::spawn(connection(
+                        shared.clone(),
+                        client,
+                        id,
+                        cut_at,
+                        faults.truncate_frame,
+                        dropped,
+                    ));
                 }
                 Err(e) => {
                     eprintln!("FaultProxy: accept failed: {e}");
@@ -217,11 +310,19 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 
 /// One proxied connection. Cutting it (or stopping the proxy) drops the whole future, and with
 /// it both sockets.
-async fn connection(shared: Arc<Shared>, client: TcpStream, id: u64, cut_at: Option<u64>) {
+async fn connection(
+    shared: Arc<Shared>,
+    client: TcpStream,
+    id: u64,
+    cut_at: Option<u64>,
+    truncate: Option<Truncate>,
+    mut dropped: watch::Receiver<u64>,
+) {
     let mut stop = shared.stop.subscribe();
+    let target = *shared.target.lock().expect("target lock");
     let server = tokio::select! {
         _ = stop.wait_for(|s| *s) => return,
-        r = TcpStream::connect(shared.target) => match r {
+        r = TcpStream::connect(target) => match r {
             Ok(s) => s,
             Err(_) => {
                 shared.counters.target_errors.fetch_add(1, Ordering::SeqCst);
@@ -244,16 +345,48 @@ async fn connection(shared: Arc<Shared>, client: TcpStream, id: u64, cut_at: Opt
         }),
         halt: watch::Sender::new(false),
         cut: AtomicBool::new(false),
+        truncated: AtomicBool::new(false),
         bytes_to_target: AtomicU64::new(0),
         bytes_to_client: AtomicU64::new(0),
     };
     let mut halt = conn.halt.subscribe();
     let (cr, cw) = client.into_split();
     let (sr, sw) = server.into_split();
+    let cutter = |d: Direction| {
+        truncate
+            .filter(|t| t.direction == d)
+            .map(|t| FrameCutter::new(t.after_frames))
+    };
+    // Both directions own the sockets: they close when `both` is dropped, at the end of this
+    // function, after the bookkeeping, so a peer that sees the close sees the counters too.
+    let both = async {
+        tokio::join!(
+            direction(
+                &conn,
+                cr,
+                sw,
+                Direction::ToTarget,
+                cutter(Direction::ToTarget)
+            ),
+            direction(
+                &conn,
+                sr,
+                cw,
+                Direction::ToClient,
+                cutter(Direction::ToClient)
+            ),
+        )
+    };
+    tokio::pin!(both);
+    let mut was_dropped = false;
     tokio::select! {
-        _ = async { tokio::join!(direction(&conn, cr, sw, true), direction(&conn, sr, cw, false)) } => {}
+        _ = &mut both => {}
         _ = halt.wait_for(|h| *h) => {}
         _ = stop.wait_for(|s| *s) => {}
+        r = dropped.changed() => was_dropped = r.is_ok(),
+    }
+    if was_dropped {
+        shared.counters.drops.fetch_add(1, Ordering::SeqCst);
     }
     shared.log.lock().expect("log lock").push(ConnRecord {
         id,
@@ -261,6 +394,8 @@ async fn connection(shared: Arc<Shared>, client: TcpStream, id: u64, cut_at: Opt
         bytes_to_client: conn.bytes_to_client.load(Ordering::SeqCst),
         cut_at,
         cut: conn.cut.load(Ordering::SeqCst),
+        truncated: conn.truncated.load(Ordering::SeqCst),
+        dropped: was_dropped,
     });
 }
 
@@ -275,6 +410,7 @@ struct Conn {
     /// Set when the connection must close now (a cut, or a peer gone).
     halt: watch::Sender<bool>,
     cut: AtomicBool,
+    truncated: AtomicBool,
     bytes_to_target: AtomicU64,
     bytes_to_client: AtomicU64,
 }
@@ -300,6 +436,106 @@ impl Conn {
     }
 }
 
+/// Follows the WebSocket frames of one direction (after the HTTP upgrade, whose end is the
+/// first blank line) to find where to close the connection mid-frame ([`Truncate`]).
+struct FrameCutter {
+    /// Whole frames still to let through.
+    frames_left: u64,
+    /// Bytes of `\r\n\r\n` matched so far; 4 once the HTTP part is over.
+    http_matched: u8,
+    /// The header of the current frame, while it is being read.
+    header: Vec<u8>,
+    /// Payload bytes of the current frame still to come.
+    payload_left: u64,
+    /// In the frame to truncate: payload bytes still to let through before the close.
+    cut_left: Option<u64>,
+}
+
+impl FrameCutter {
+    fn new(after_frames: u64) -> FrameCutter {
+        FrameCutter {
+            frames_left: after_frames,
+            http_matched: 0,
+            header: Vec::new(),
+            payload_left: 0,
+            cut_left: None,
+        }
+    }
+
+    /// The length of a complete frame header and the payload length it announces.
+    fn parse_header(h: &[u8]) -> Option<(usize, u64)> {
+        if h.len() < 2 {
+            return None;
+        }
+        let masked = h[1] & 0x80 != 0;
+        let (ext, len7) = match h[1] & 0x7f {
+            126 => (2, None),
+            127 => (8, None),
+            n => (0, Some(u64::from(n))),
+        };
+        let total = 2 + ext + if masked { 4 } else { 0 };
+        if h.len() < total {
+            return None;
+        }
+        let len = len7.unwrap_or_else(|| {
+            h[2..2 + ext]
+                .iter()
+                .fold(0u64, |acc, b| (acc << 8) | u64::from(*b))
+        });
+        Some((total, len))
+    }
+
+    /// Takes the next bytes of the stream; `Some(k)` when the connection must close after the
+    /// first `k` of them.
+    fn feed(&mut self, data: &[u8]) -> Option<usize> {
+        let mut i = 0;
+        while i < data.len() {
+            if self.http_matched < 4 {
+                let want = b"\r\n\r\n"[usize::from(self.http_matched)];
+                self.http_matched = match data[i] {
+                    b if b == want => self.http_matched + 1,
+                    b'\r' => 1,
+                    _ => 0,
+                };
+                i += 1;
+                continue;
+            }
+            if let Some(left) = self.cut_left {
+                let rest = (data.len() - i) as u64;
+                if left <= rest {
+                    return Some(i + left as usize);
+                }
+                self.cut_left = Some(left - rest);
+                return None;
+            }
+            if self.payload_left > 0 {
+                let take = self.payload_left.min((data.len() - i) as u64);
+                self.payload_left -= take;
+                i += take as usize;
+                continue;
+            }
+            self.header.push(data[i]);
+            i += 1;
+            let Some((total, len)) = Self::parse_header(&self.header) else {
+                continue;
+            };
+            debug_assert_eq!(total, self.header.len());
+            self.header.clear();
+            if self.frames_left > 0 {
+                self.frames_left -= 1;
+                self.payload_left = len;
+                continue;
+            }
+            if len == 0 {
+                // Nothing to cut in the payload: cut the header's last byte instead.
+                return Some(i - 1);
+            }
+            self.cut_left = Some(len / 2);
+        }
+        None
+    }
+}
+
 enum Chunk {
     Data(Instant, Vec<u8>),
     Eof(Instant),
@@ -307,7 +543,13 @@ enum Chunk {
 
 /// One direction: a reader stamping chunks with their delivery time, a writer delivering them
 /// (so latency delays without throttling), with a bounded queue in between.
-async fn direction(conn: &Conn, mut from: OwnedReadHalf, to: OwnedWriteHalf, upstream: bool) {
+async fn direction(
+    conn: &Conn,
+    mut from: OwnedReadHalf,
+    to: OwnedWriteHalf,
+    dir: Direction,
+    cutter: Option<FrameCutter>,
+) {
     let (tx, rx) = mpsc::channel::<Chunk>(64);
     let read = async move {
         let mut buf = vec![0u8; 16 * 1024];
@@ -324,20 +566,20 @@ async fn direction(conn: &Conn, mut from: OwnedReadHalf, to: OwnedWriteHalf, ups
             }
         }
     };
-    tokio::join!(read, write_side(conn, rx, to, upstream));
+    tokio::join!(read, write_side(conn, rx, to, dir, cutter));
 }
 
 async fn write_side(
     conn: &Conn,
     mut rx: mpsc::Receiver<Chunk>,
     mut to: OwnedWriteHalf,
-    upstream: bool,
+    dir: Direction,
+    mut cutter: Option<FrameCutter>,
 ) {
     let mut faults = conn.shared.faults.subscribe();
-    let (counter, mine) = if upstream {
-        (&conn.shared.counters.bytes_to_target, &conn.bytes_to_target)
-    } else {
-        (&conn.shared.counters.bytes_to_client, &conn.bytes_to_client)
+    let (counter, mine) = match dir {
+        Direction::ToTarget => (&conn.shared.counters.bytes_to_target, &conn.bytes_to_target),
+        Direction::ToClient => (&conn.shared.counters.bytes_to_client, &conn.bytes_to_client),
     };
     let mut next_free = Instant::now();
     while let Some(chunk) = rx.recv().await {
@@ -345,7 +587,7 @@ async fn write_side(
             Chunk::Data(at, data) => (at, data),
             Chunk::Eof(at) => {
                 tokio::time::sleep_until(at).await;
-                let _ = faults.wait_for(|f| !f.half_open).await;
+                let _ = faults.wait_for(|f| !f.half_open.stalls(dir)).await;
                 // Pass the half-close on; the other direction may still be talking.
                 let _ = to.shutdown().await;
                 return;
@@ -354,7 +596,7 @@ async fn write_side(
         tokio::time::sleep_until(at).await;
         let mut rest = &data[..];
         while !rest.is_empty() {
-            let _ = faults.wait_for(|f| !f.half_open).await;
+            let _ = faults.wait_for(|f| !f.half_open.stalls(dir)).await;
             let rate = faults.borrow().bytes_per_sec.filter(|r| *r > 0);
             let mut piece = rest.len();
             if let Some(rate) = rate {
@@ -367,6 +609,13 @@ async fn write_side(
                 next_free =
                     next_free.max(now) + Duration::from_secs_f64(piece as f64 / rate as f64);
             }
+            let truncate = match cutter.as_mut().and_then(|c| c.feed(&rest[..piece])) {
+                Some(k) => {
+                    piece = k;
+                    true
+                }
+                None => false,
+            };
             let (allowed, cut) = conn.take(piece);
             if allowed > 0 {
                 if to.write_all(&rest[..allowed]).await.is_err() {
@@ -376,14 +625,21 @@ async fn write_side(
                 counter.fetch_add(allowed as u64, Ordering::SeqCst);
                 mine.fetch_add(allowed as u64, Ordering::SeqCst);
             }
-            if cut {
+            if cut || truncate {
                 let _ = to.flush().await;
                 // Both directions may reach the cut point at once: count it once.
-                if !conn.cut.swap(true, Ordering::SeqCst) {
+                if cut && !conn.cut.swap(true, Ordering::SeqCst) {
                     conn.shared.counters.cuts.fetch_add(1, Ordering::SeqCst);
                 }
+                if !cut && !conn.truncated.swap(true, Ordering::SeqCst) {
+                    conn.shared
+                        .counters
+                        .truncations
+                        .fetch_add(1, Ordering::SeqCst);
+                }
                 conn.halt.send_replace(true);
-                return;
+                // `to` stays open until the connection closes both sockets at once.
+                std::future::pending::<()>().await;
             }
             rest = &rest[allowed..];
         }
@@ -393,6 +649,8 @@ async fn write_side(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message as Ws;
 
     /// A target that echoes every byte back.
     async fn echo() -> SocketAddr {
@@ -407,6 +665,27 @@ mod tests {
             }
         });
         addr
+    }
+
+    /// A target that greets every connection with `hello`, then reports every byte it
+    /// receives on the channel.
+    async fn greeter(hello: &'static [u8]) -> (SocketAddr, mpsc::UnboundedReceiver<Vec<u8>>) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let _ = s.write_all(hello).await;
+                    let mut buf = [0u8; 1024];
+                    while let Ok(n @ 1..) = s.read(&mut buf).await {
+                        let _ = tx.send(buf[..n].to_vec());
+                    }
+                });
+            }
+        });
+        (addr, rx)
     }
 
     fn payload(n: usize, seed: u64) -> Vec<u8> {
@@ -427,6 +706,14 @@ mod tests {
         let _ = r.read_to_end(&mut got).await;
         let _ = writer.await;
         got
+    }
+
+    /// Whether nothing at all arrives on `s` for a while (used only to check a non-event).
+    async fn silent(s: &mut TcpStream) -> bool {
+        let mut b = [0u8; 1];
+        tokio::time::timeout(Duration::from_millis(200), s.read(&mut b))
+            .await
+            .is_err()
     }
 
     #[tokio::test]
@@ -451,9 +738,32 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn latency_and_bandwidth_delay_but_keep_bytes() {
+    async fn latency_delays_each_way_but_keeps_bytes() {
         let faults = Faults {
-            latency: Duration::from_millis(30),
+            latency: Duration::from_millis(100),
+            ..Faults::default()
+        };
+        let proxy = FaultProxy::start(echo().await, faults).await.unwrap();
+        let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+        let t = Instant::now();
+        s.write_all(b"ping").await.unwrap();
+        let mut buf = [0u8; 4];
+        s.read_exact(&mut buf).await.unwrap();
+        let rtt = t.elapsed();
+        assert_eq!(&buf, b"ping");
+        // 100 ms each way: a round trip of at least 200 ms.
+        assert!(rtt >= Duration::from_millis(200), "{rtt:?}");
+        // Latency delays without throttling: 1 MB echoes in far less than a second per chunk.
+        let data = payload(1 << 20, 7);
+        let t = Instant::now();
+        assert!(round_trip(proxy.addr, &data).await == data);
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+        proxy.stop().await;
+    }
+
+    #[tokio::test]
+    async fn bandwidth_cap_slows_but_keeps_bytes() {
+        let faults = Faults {
             bytes_per_sec: Some(400_000),
             ..Faults::default()
         };
@@ -462,9 +772,9 @@ mod tests {
         let t = Instant::now();
         let got = round_trip(proxy.addr, &data).await;
         assert!(got == data);
-        // 100 kB at 400 kB/s each way, plus two latencies: at least 0.25 s.
+        // 100 kB at 400 kB/s, each way (the two ways overlap): at least 0.25 s.
         assert!(
-            t.elapsed() >= Duration::from_millis(250),
+            t.elapsed() >= Duration::from_millis(240),
             "{:?}",
             t.elapsed()
         );
@@ -522,11 +832,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn drop_all_closes_open_connections_only() {
+        let proxy = FaultProxy::start(echo().await, Faults::default())
+            .await
+            .unwrap();
+        let mut a = TcpStream::connect(proxy.addr).await.unwrap();
+        let mut b = TcpStream::connect(proxy.addr).await.unwrap();
+        let mut buf = [0u8; 4];
+        for s in [&mut a, &mut b] {
+            s.write_all(b"hola").await.unwrap();
+            s.read_exact(&mut buf).await.unwrap();
+        }
+        proxy.drop_all();
+        for s in [&mut a, &mut b] {
+            // EOF (or a reset): the link is gone.
+            let r = s.read(&mut buf).await;
+            assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
+        }
+        assert_eq!(proxy.counters().drops, 2);
+        assert!(proxy.connections().iter().all(|c| c.dropped));
+        // A connection opened afterwards works.
+        assert!(round_trip(proxy.addr, b"otra vez").await == b"otra vez");
+        assert_eq!(proxy.counters().drops, 2);
+        proxy.stop().await;
+    }
+
+    #[tokio::test]
     async fn half_open_holds_bytes_until_released() {
         let proxy = FaultProxy::start(
             echo().await,
             Faults {
-                half_open: true,
+                half_open: HalfOpen::Both,
                 ..Faults::default()
             },
         )
@@ -534,14 +870,226 @@ mod tests {
         .unwrap();
         let mut s = TcpStream::connect(proxy.addr).await.unwrap();
         s.write_all(b"hola").await.unwrap();
-        let mut buf = [0u8; 4];
         // Connected, but nothing comes back while half-open.
-        let r = tokio::time::timeout(Duration::from_millis(200), s.read_exact(&mut buf)).await;
-        assert!(r.is_err(), "nothing may arrive while half-open");
+        assert!(silent(&mut s).await, "nothing may arrive while half-open");
         assert_eq!(proxy.counters().bytes_to_target, 0);
         proxy.set_faults(Faults::default());
+        let mut buf = [0u8; 4];
         s.read_exact(&mut buf).await.unwrap();
         assert_eq!(&buf, b"hola");
+        proxy.stop().await;
+    }
+
+    #[tokio::test]
+    async fn half_open_in_one_direction_only() {
+        // The replies stall; what the client sends still arrives.
+        let (target, mut received) = greeter(b"hola").await;
+        let proxy = FaultProxy::start(
+            target,
+            Faults {
+                half_open: HalfOpen::Only(Direction::ToClient),
+                ..Faults::default()
+            },
+        )
+        .await
+        .unwrap();
+        let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+        s.write_all(b"abc").await.unwrap();
+        assert_eq!(received.recv().await.unwrap(), b"abc");
+        assert!(silent(&mut s).await, "the greeting must not arrive");
+        assert_eq!(proxy.counters().bytes_to_client, 0);
+        proxy.set_faults(Faults::default());
+        let mut buf = [0u8; 4];
+        s.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"hola");
+
+        // The other way round: the greeting arrives, the client's bytes stall.
+        proxy.set_faults(Faults {
+            half_open: HalfOpen::Only(Direction::ToTarget),
+            ..Faults::default()
+        });
+        let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+        s.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"hola");
+        s.write_all(b"xyz").await.unwrap();
+        let r = tokio::time::timeout(Duration::from_millis(200), received.recv()).await;
+        assert!(r.is_err(), "nothing may reach the target: {r:?}");
+        proxy.set_faults(Faults::default());
+        assert_eq!(received.recv().await.unwrap(), b"xyz");
+        proxy.stop().await;
+    }
+
+    #[tokio::test]
+    async fn set_target_redirects_new_connections() {
+        let (uno, _r1) = greeter(b"uno!").await;
+        let (dos, _r2) = greeter(b"dos!").await;
+        let proxy = FaultProxy::start(uno, Faults::default()).await.unwrap();
+        let mut buf = [0u8; 4];
+        let mut a = TcpStream::connect(proxy.addr).await.unwrap();
+        a.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"uno!");
+        proxy.set_target(dos);
+        assert_eq!(proxy.target(), dos);
+        let mut b = TcpStream::connect(proxy.addr).await.unwrap();
+        b.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"dos!");
+        proxy.stop().await;
+    }
+
+    /// A WebSocket frame as a client (masked) or a server (unmasked) writes it.
+    fn frame(payload: &[u8], masked: bool) -> Vec<u8> {
+        let mut f = vec![0x82];
+        let m = if masked { 0x80 } else { 0 };
+        match payload.len() {
+            n @ 0..=125 => f.push(m | n as u8),
+            n @ 126..=0xffff => {
+                f.push(m | 126);
+                f.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                f.push(m | 127);
+                f.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        if masked {
+            f.extend_from_slice(&[1, 2, 3, 4]);
+        }
+        f.extend_from_slice(payload);
+        f
+    }
+
+    #[test]
+    fn frame_cutter_cuts_inside_the_chosen_frame() {
+        let http = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n".to_vec();
+        let frames = [
+            frame(&[7; 10], true),
+            frame(&[8; 300], false),
+            frame(&[9; 70_000], true),
+            frame(&[], false),
+        ];
+        let stream: Vec<u8> = http
+            .iter()
+            .chain(frames.iter().flatten())
+            .copied()
+            .collect();
+        let start = |n: usize| http.len() + frames[..n].iter().map(Vec::len).sum::<usize>();
+        // Where the close falls for each frame: header plus half the payload.
+        let expected = [
+            start(0) + 6 + 5,
+            start(1) + 4 + 150,
+            start(2) + 14 + 35_000,
+            start(3) + 1,
+        ];
+        for (n, want) in expected.into_iter().enumerate() {
+            // Whole, and fed in pieces of every awkward size.
+            for piece in [stream.len(), 1, 3, 1000] {
+                let mut c = FrameCutter::new(n as u64);
+                let mut fed = 0;
+                let got = stream.chunks(piece).find_map(|p| {
+                    let r = c.feed(p).map(|k| fed + k);
+                    fed += p.len();
+                    r
+                });
+                assert_eq!(got, Some(want), "frame {n}, pieces of {piece}");
+            }
+        }
+        // Past the last frame: nothing to cut.
+        assert_eq!(FrameCutter::new(4).feed(&stream), None);
+    }
+
+    /// A WebSocket echo server; reports what it received and how its connection ended.
+    async fn ws_echo() -> (SocketAddr, mpsc::UnboundedReceiver<Result<Vec<u8>, String>>) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = l.accept().await {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let Ok(mut ws) = tokio_tungstenite::accept_async(s).await else {
+                        return;
+                    };
+                    loop {
+                        match ws.next().await {
+                            Some(Ok(Ws::Binary(b))) => {
+                                let _ = tx.send(Ok(b.to_vec()));
+                                if ws.send(Ws::Binary(b)).await.is_err() {
+                                    let _ = tx.send(Err("send failed".into()));
+                                    return;
+                                }
+                            }
+                            Some(Ok(Ws::Close(_))) | None => {
+                                let _ = tx.send(Err("closed".into()));
+                                return;
+                            }
+                            Some(Ok(_)) => {}
+                            Some(Err(e)) => {
+                                let _ = tx.send(Err(e.to_string()));
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (addr, rx)
+    }
+
+    #[tokio::test]
+    async fn truncates_a_websocket_frame_in_either_direction() {
+        let (target, mut server_saw) = ws_echo().await;
+        let msg = |i: u8| Ws::Binary(vec![i; 1000].into());
+
+        // The server's second reply is cut in half: the client gets the first, then an error
+        // (no close handshake).
+        let proxy = FaultProxy::start(
+            target,
+            Faults {
+                truncate_frame: Some(Truncate {
+                    direction: Direction::ToClient,
+                    after_frames: 1,
+                }),
+                ..Faults::default()
+            },
+        )
+        .await
+        .unwrap();
+        let url = format!("ws://{}/", proxy.addr);
+        let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+        for i in 1..=3 {
+            ws.send(msg(i)).await.unwrap();
+        }
+        assert_eq!(ws.next().await.unwrap().unwrap(), msg(1));
+        let r = ws.next().await;
+        assert!(matches!(r, None | Some(Err(_))), "{r:?}");
+        assert_eq!(proxy.counters().truncations, 1);
+        let rec = proxy.connections();
+        assert!(rec[0].truncated && !rec[0].cut, "{rec:?}");
+        // What reached the client ends inside the second frame: 1000-byte payloads have 4-byte
+        // headers, so the HTTP response plus 1004 + 4 + 500 bytes.
+        let http = rec[0].bytes_to_client - (1004 + 4 + 500);
+        assert!((100..1000).contains(&http), "{rec:?}");
+        while let Some(r) = server_saw.recv().await {
+            if r.is_err() {
+                break;
+            }
+        }
+
+        // The client's first message is cut in half: the server never gets a whole one.
+        proxy.set_faults(Faults {
+            truncate_frame: Some(Truncate {
+                direction: Direction::ToTarget,
+                after_frames: 0,
+            }),
+            ..Faults::default()
+        });
+        let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+        let _ = ws.send(msg(4)).await;
+        let r = server_saw.recv().await.unwrap();
+        assert!(r.is_err(), "the server got a whole message: {r:?}");
+        let r = ws.next().await;
+        assert!(matches!(r, None | Some(Err(_))), "{r:?}");
+        assert_eq!(proxy.counters().truncations, 2);
         proxy.stop().await;
     }
 }

@@ -14,8 +14,7 @@
 //! `CRASH_SEED` and `CRASH_ROUNDS` (default 5) reproduce or lengthen a run.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
@@ -25,14 +24,11 @@ use bitacora_core::ids::{Cct, CicloEscolar, DocumentId, RecordId};
 use bitacora_core::model::escuela::{self, NuevoAcuerdo};
 use bitacora_core::model::{Ctx, DocKind};
 use bitacora_core::store::{DocInfo, Store};
-use bitacora_server::db::Database;
 use bitacora_server::hub::assemble;
+use bitacora_tests::server::{ServerInstall, enrolar_http};
 use rand::{Rng, SeedableRng};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdout, Command};
 use tokio::sync::{mpsc, watch};
 
-const SECRETO: &str = "secreto-de-la-prueba-de-caidas-del-servidor-de-32-bytes-o-mas";
 const ZONA: &str = "07FIZ0014";
 const CCT: &str = "07DPR0123X";
 const CICLO: &str = "2025-2026";
@@ -41,115 +37,6 @@ const DOCENTES: usize = 3;
 const LIMITE_SYNC: Duration = Duration::from_secs(30);
 /// Longest wait for any one event (a server start, the next confirmed sync): a hang fails.
 const PLAZO: Duration = Duration::from_secs(120);
-
-// ---------------------------------------------------------------------------------------------
-// The server binary.
-
-/// Where the server runs from: a private copy of its binary (so every restart runs the same
-/// build even if the workspace binary is rebuilt meanwhile) and its data directory.
-struct Instalacion {
-    bin: PathBuf,
-    data: PathBuf,
-}
-
-impl Instalacion {
-    fn new(tmp: &Path) -> Result<Instalacion> {
-        let bin = tmp.join(format!("bitacora-server{}", std::env::consts::EXE_SUFFIX));
-        std::fs::copy(bitacora_tests::bin("bitacora-server"), &bin)
-            .context("copying the bitacora-server binary")?;
-        Ok(Instalacion {
-            bin,
-            data: tmp.join("servidor"),
-        })
-    }
-}
-
-fn server_cmd(inst: &Instalacion) -> Command {
-    let mut c = Command::new(&inst.bin);
-    // Only this test's configuration: no stray BITACORA_* from the caller's environment.
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("BITACORA_") {
-            c.env_remove(k);
-        }
-    }
-    c.env("BITACORA_JWT__SECRET", SECRETO)
-        .env("BITACORA_LOG", "warn")
-        .arg("--data-dir")
-        .arg(&inst.data)
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    c
-}
-
-/// Runs `bitacora-server admin …`; returns stdout.
-async fn admin(inst: &Instalacion, args: &[&str]) -> Result<String> {
-    let out = server_cmd(inst).arg("admin").args(args).output().await?;
-    ensure!(
-        out.status.success(),
-        "bitacora-server admin {args:?} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8(out.stdout)?)
-}
-
-struct Servidor {
-    child: Child,
-    /// `http://127.0.0.1:PORT`
-    url: String,
-    /// Kept open so the server never writes to a closed pipe.
-    _stdout: BufReader<ChildStdout>,
-}
-
-/// Starts `bitacora-server serve` on a free port; returns once it listens.
-async fn arrancar(inst: &Instalacion) -> Result<Servidor> {
-    let mut child = server_cmd(inst)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("spawning bitacora-server")?;
-    let mut stdout = BufReader::new(child.stdout.take().context("stdout is piped")?);
-    let mut line = String::new();
-    tokio::time::timeout(PLAZO, stdout.read_line(&mut line))
-        .await
-        .context("bitacora-server did not report its address")??;
-    let Some(url) = line.trim().strip_prefix("escuchando en ") else {
-        let status = child.try_wait()?;
-        bail!("bitacora-server did not start (status {status:?}); first line {line:?}");
-    };
-    Ok(Servidor {
-        url: url.to_string(),
-        child,
-        _stdout: stdout,
-    })
-}
-
-impl Servidor {
-    /// SIGKILL, and reap the process.
-    async fn matar(mut self) -> Result<()> {
-        self.child.kill().await.context("killing bitacora-server")
-    }
-}
-
-/// `POST /v1/actores {"actor": hex}` with the teacher's token, over a bare TCP stream.
-async fn enrolar(url: &str, token: &str, actor: &str) -> Result<()> {
-    let addr = url.strip_prefix("http://").context("http URL")?;
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    let body = serde_json::json!({ "actor": actor }).to_string();
-    let req = format!(
-        "POST /v1/actores HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).await?;
-    ensure!(
-        resp.starts_with("HTTP/1.1 200"),
-        "actor enrolment refused: {resp}"
-    );
-    Ok(())
-}
 
 // ---------------------------------------------------------------------------------------------
 // The documents.
@@ -190,8 +77,8 @@ struct EnDisco {
     escrituras: usize,
 }
 
-async fn en_disco(data: &Path, id: &DocumentId) -> Result<EnDisco> {
-    let db = Database::connect(&format!("sqlite://{}", data.join("servidor.db").display())).await?;
+async fn en_disco(inst: &ServerInstall, id: &DocumentId) -> Result<EnDisco> {
+    let db = inst.database().await?;
     db.integrity_check().await?;
     let stored = db.load(id).await?;
     let chunks = db.chunk_count(id).await?;
@@ -357,63 +244,50 @@ async fn server_crash_durability() -> Result<()> {
     eprintln!("server_crash_durability seed={seed} rounds={rounds}");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let tmp = tempfile::tempdir()?;
-    let inst = Instalacion::new(tmp.path())?;
-    let data = &inst.data;
+    let inst = ServerInstall::new(tmp.path(), None)?;
     let (info, _) = escuela_info()?;
 
     // The zone, the school and its teachers, through the admin commands.
-    admin(
-        &inst,
-        &[
-            "zona", "add", "--clave", ZONA, "--nombre", "Zona 14", "--ciclo", CICLO,
-        ],
-    )
+    inst.admin(&[
+        "zona", "add", "--clave", ZONA, "--nombre", "Zona 14", "--ciclo", CICLO,
+    ])
     .await?;
-    admin(
-        &inst,
-        &[
-            "escuela",
-            "add",
-            "--cct",
-            CCT,
-            "--nombre",
-            "Escuela Primaria Rural Benito Juárez",
-            "--zona",
-            ZONA,
-            "--ciclo",
-            CICLO,
-        ],
-    )
+    inst.admin(&[
+        "escuela",
+        "add",
+        "--cct",
+        CCT,
+        "--nombre",
+        "Escuela Primaria Rural Benito Juárez",
+        "--zona",
+        ZONA,
+        "--ciclo",
+        CICLO,
+    ])
     .await?;
-    let mut srv = arrancar(&inst).await?;
+    let mut srv = inst.serve(PLAZO).await?;
     let (url_tx, url_rx) = watch::channel(srv.url.clone());
     let (parar_tx, parar_rx) = watch::channel(false);
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
     let mut tareas = Vec::new();
     for n in 1..=DOCENTES {
         let usuario = format!("docente{n}");
-        admin(
-            &inst,
-            &[
-                "usuario",
-                "add",
-                "--id",
-                &usuario,
-                "--nombre",
-                &format!("Docente {n}"),
-                "--rol",
-                "docente",
-                "--cct",
-                CCT,
-            ],
-        )
+        inst.admin(&[
+            "usuario",
+            "add",
+            "--id",
+            &usuario,
+            "--nombre",
+            &format!("Docente {n}"),
+            "--rol",
+            "docente",
+            "--cct",
+            CCT,
+        ])
         .await?;
-        let token = admin(&inst, &["token", "emitir", "--usuario", &usuario])
-            .await?
-            .trim()
-            .to_string();
+        let token = inst.token(&usuario).await?;
         let store = store_nuevo(&tmp.path().join(&usuario)).await?;
-        enrolar(&srv.url, &token, &store.actor().await?.to_hex_string()).await?;
+        enrolar_http(&srv.url, &token, &store.actor().await?.to_hex_string()).await?;
         let d = Docente {
             n,
             store,
@@ -436,7 +310,7 @@ async fn server_crash_durability() -> Result<()> {
             siguiente(&mut ev_rx, &mut confirmados).await?;
             syncs += 1;
         }
-        srv.matar().await?;
+        srv.kill().await?;
         // Syncs that ended before the kill and were not read yet.
         while let Ok(ev) = ev_rx.try_recv() {
             match ev {
@@ -447,7 +321,7 @@ async fn server_crash_durability() -> Result<()> {
                 Evento::Fallo(e) => bail!("client failed: {e}"),
             }
         }
-        let disco = en_disco(data, &info.id).await?;
+        let disco = en_disco(&inst, &info.id).await?;
         let perdidos = faltantes(&confirmados, &disco.acuerdos);
         ensure!(
             perdidos.is_empty(),
@@ -462,7 +336,7 @@ async fn server_crash_durability() -> Result<()> {
             disco.chunks,
             disco.escrituras
         );
-        srv = arrancar(&inst).await?;
+        srv = inst.serve(PLAZO).await?;
         url_tx.send(srv.url.clone())?;
     }
 
@@ -495,13 +369,10 @@ async fn server_crash_durability() -> Result<()> {
     );
 
     // One last crash and restart; a fresh replica syncs the school down.
-    srv.matar().await?;
-    let srv = arrancar(&inst).await?;
+    srv.kill().await?;
+    let srv = inst.serve(PLAZO).await?;
     let nuevo = store_nuevo(&tmp.path().join("verificador")).await?;
-    let token = admin(&inst, &["token", "emitir", "--usuario", "docente1"])
-        .await?
-        .trim()
-        .to_string();
+    let token = inst.token("docente1").await?;
     sync_once(&nuevo, &srv.url, &token, &[info.id], LIMITE_SYNC)
         .await
         .context("fresh replica sync")?;
@@ -520,8 +391,8 @@ async fn server_crash_durability() -> Result<()> {
     );
     nuevo.integrity_check().await?;
     nuevo.close().await;
-    srv.matar().await?;
-    let disco = en_disco(data, &info.id).await?;
+    srv.kill().await?;
+    let disco = en_disco(&inst, &info.id).await?;
     ensure!(faltantes(&confirmados, &disco.acuerdos).is_empty());
     eprintln!(
         "server_crash_durability seed={seed}: {rounds} crashes, {} acuerdos written and \

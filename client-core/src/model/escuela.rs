@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ObjType, ROOT, ReadDoc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{
     Campo, Ctx, DocKind, ObjId, SCHEMA_VERSION, archivar, cambio, coleccion_obj, creado,
@@ -108,7 +108,7 @@ const CATEGORIAS_RESULTADO: &[&str] = &[
 // by a newer version is shown rather than dropped.
 
 /// The whole school document, read.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Escuela {
     pub documento: String,
     pub schema_version: u64,
@@ -129,7 +129,7 @@ pub struct Escuela {
     pub autores: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Diagnostico {
     pub ambito: String,
     pub nombre: String,
@@ -137,7 +137,7 @@ pub struct Diagnostico {
     pub prioridad: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Objetivo {
     pub id: String,
     pub texto: String,
@@ -147,7 +147,7 @@ pub struct Objetivo {
     pub archivado: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Meta {
     pub id: String,
     pub objetivo: String,
@@ -163,7 +163,7 @@ pub struct Meta {
     pub archivado: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Accion {
     pub id: String,
     pub meta: String,
@@ -178,7 +178,7 @@ pub struct Accion {
     pub archivado: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Seguimiento {
     pub id: String,
     pub meta: Option<String>,
@@ -191,7 +191,7 @@ pub struct Seguimiento {
     pub archivado: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sesion {
     pub id: String,
     pub fase: String,
@@ -205,7 +205,7 @@ pub struct Sesion {
     pub archivado: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Acuerdo {
     pub id: String,
     pub texto: String,
@@ -221,7 +221,7 @@ pub struct Acuerdo {
 }
 
 /// The counts of one group (grado + grupo) at one corte. `None`: not recorded.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Concentrado {
     pub grado: u64,
     pub grupo: String,

@@ -5,6 +5,10 @@
 //! concatenation of changes or a whole saved document. Each chunk starts with the 4 magic bytes,
 //! a 4-byte checksum, a type byte (0 document, 1 change, 2 compressed change, 3 bundle) and the
 //! body length as unsigned LEB128.
+//!
+//! automerge 0.12 still panics on some malformed chunks instead of returning an error (an op
+//! counter that does not fit in 32 bits: `OpId::new` unwraps the conversion; found by fuzzing,
+//! docs/fuzzing.md), so every parse of bytes from outside runs under [`sin_panico`].
 
 use automerge::{ActorId, Automerge, Bundle, Change, ChangeHash};
 use thiserror::Error;
@@ -36,6 +40,20 @@ fn uleb(data: &[u8]) -> Option<(u64, usize)> {
     None
 }
 
+/// Runs automerge on bytes that came from outside (a peer's sync message, a bundle), turning a
+/// panic inside it into an error, so a malformed chunk can neither crash the CLI nor fail a
+/// server task. Whatever `f` was modifying is in an unknown state on `Err`: discard it.
+pub fn sin_panico<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| {
+        let motivo = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        format!("automerge failed on malformed input: {motivo}")
+    })
+}
+
 /// Every change contained in `data` (one or more concatenated storage chunks).
 pub fn autorias(data: &[u8]) -> Result<Vec<Autoria>, ChangesError> {
     let mut out = Vec::new();
@@ -56,41 +74,44 @@ pub fn autorias(data: &[u8]) -> Result<Vec<Autoria>, ChangesError> {
             .filter(|t| *t <= rest.len())
             .ok_or_else(|| err("truncated chunk"))?;
         let chunk = &rest[..total];
-        match rest[8] {
-            0 => {
-                let doc = Automerge::load(chunk).map_err(|e| err(&e.to_string()))?;
-                for c in doc.get_changes(&[]) {
-                    out.push(Autoria {
-                        actor: c.actor_id().clone(),
-                        hash: c.hash(),
-                    });
-                }
-            }
-            1 | 2 => {
-                let c = Change::try_from(chunk).map_err(|e| err(&e.to_string()))?;
-                out.push(Autoria {
-                    actor: c.actor_id().clone(),
-                    hash: c.hash(),
-                });
-            }
-            3 => {
-                let b = Bundle::try_from(chunk).map_err(|e| err(&e.to_string()))?;
-                for c in b.to_changes().map_err(|e| err(&e.to_string()))? {
-                    out.push(Autoria {
-                        actor: c.actor_id().clone(),
-                        hash: c.hash(),
-                    });
-                }
-            }
-            t => return Err(err(&format!("unknown chunk type {t}"))),
-        }
+        let found = sin_panico(|| de_un_chunk(rest[8], chunk))
+            .map_err(|m| err(&m))?
+            .map_err(|m| err(&m))?;
+        out.extend(found);
         pos += total;
     }
     Ok(out)
 }
 
+/// The changes of one chunk of type `tipo`.
+fn de_un_chunk(tipo: u8, chunk: &[u8]) -> Result<Vec<Autoria>, String> {
+    let autoria = |c: &Change| Autoria {
+        actor: c.actor_id().clone(),
+        hash: c.hash(),
+    };
+    Ok(match tipo {
+        0 => Automerge::load(chunk)
+            .map_err(|e| e.to_string())?
+            .get_changes(&[])
+            .iter()
+            .map(autoria)
+            .collect(),
+        1 | 2 => vec![autoria(
+            &Change::try_from(chunk).map_err(|e| e.to_string())?,
+        )],
+        3 => Bundle::try_from(chunk)
+            .map_err(|e| e.to_string())?
+            .to_changes()
+            .map_err(|e| e.to_string())?
+            .iter()
+            .map(autoria)
+            .collect(),
+        t => return Err(format!("unknown chunk type {t}")),
+    })
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use automerge::transaction::Transactable;
     use automerge::{AutoCommit, ROOT};
@@ -125,5 +146,35 @@ mod tests {
         // Junk and truncation are errors, not panics.
         assert!(autorias(b"hola").is_err());
         assert!(autorias(&whole[..whole.len() - 3]).is_err());
+    }
+
+    /// A school's genesis change whose object-counter column was rewritten with negative
+    /// deltas, so the counters decode past 32 bits (found by fuzz/, target `bundle_import`).
+    pub(crate) fn cambio_que_hace_entrar_en_panico_a_automerge() -> Vec<u8> {
+        use crate::ids::{Cct, CicloEscolar};
+        let cct = Cct::parse("07DPR0001A").unwrap();
+        let ciclo = CicloEscolar::parse("2025-2026").unwrap();
+        let mut g = crate::model::escuela::genesis_escuela(&cct, ciclo).unwrap();
+        let mut bytes = g.get_changes(&[])[0].raw_bytes().to_vec();
+        assert_eq!(
+            bytes[69..77],
+            [0x07, 0x08, 0x09, 0x08, 0x0b, 0x08, 0x0d, 0x08]
+        );
+        bytes[69..77].copy_from_slice(&[0xf9, 0xf7, 0xf6, 0xf7, 0xf4, 0xf7, 0xf2, 0xf0]);
+        bytes
+    }
+
+    #[test]
+    fn a_chunk_automerge_panics_on_is_an_error() {
+        let bytes = cambio_que_hace_entrar_en_panico_a_automerge();
+        let e = autorias(&bytes).unwrap_err();
+        assert_eq!(e.offset, 0);
+        // The same chunk after a good one: the offset points at it.
+        let mut doc = AutoCommit::new();
+        doc.put(ROOT, "x", 1).unwrap();
+        let mut two = doc.save_after(&[]);
+        let n = two.len();
+        two.extend_from_slice(&bytes);
+        assert_eq!(autorias(&two).unwrap_err().offset, n);
     }
 }

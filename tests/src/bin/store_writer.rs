@@ -1,6 +1,11 @@
-//! Test helper for `crash_safe_store`: appends acuerdos to a local store in a loop and prints
-//! `guardado <id>` after each append returns (i.e. after the change is reported saved), until
-//! killed.
+//! Test helper for `crash_safe_store` and `crash_rounds`: appends acuerdos to a local store in a
+//! loop and prints `guardado <id>` after each append returns (i.e. after the change is reported
+//! saved), until killed.
+//!
+//! `store_writer DIR [PREFIX] [ajeno]`: with `ajeno` the changes are written by a fresh random
+//! actor instead of the store's own, as the sync engine saves changes received from other
+//! devices; so two writers can share one store, as `bitacora sync --watch` and the other
+//! commands do.
 
 use anyhow::Result;
 use bitacora_core::ids::{Cct, CicloEscolar, DocumentId, RecordId};
@@ -14,6 +19,7 @@ async fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let dir = args.next().expect("data dir");
     let prefix = args.next().unwrap_or_else(|| "w".into());
+    let ajeno = args.next().as_deref() == Some("ajeno");
     let store = Store::open(std::path::Path::new(&dir)).await?;
     let cct = Cct::parse("07DPR0123X")?;
     let ciclo = CicloEscolar::parse("2025-2026")?;
@@ -26,11 +32,16 @@ async fn main() -> Result<()> {
     store
         .create(&info, &mut escuela::genesis_escuela(&cct, ciclo)?, 0)
         .await?;
+    let actor = if ajeno {
+        bitacora_core::automerge::ActorId::random()
+    } else {
+        store.actor().await?
+    };
     let mut doc = store
         .load(&info.id)
         .await?
         .expect("created")
-        .with_actor(store.actor().await?);
+        .with_actor(actor);
     let mut out = std::io::stdout().lock();
     for i in 0u64.. {
         let id = RecordId::parse(&format!("{prefix}-{i}"))?;
