@@ -11,6 +11,8 @@ use std::time::Duration;
 use bitacora_core::automerge::sync::{self, SyncDoc};
 use bitacora_core::automerge::{ActorId, AutoCommit, Automerge};
 use bitacora_core::ids::{Cct, CicloEscolar};
+use bitacora_core::model::{conflictos, escuela};
+use bitacora_core::proyeccion::proyectar;
 use bitacora_escenario::ciclo::{Escritor, bytes_de_texto, escuela_tras_ciclo};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 
@@ -79,6 +81,20 @@ fn documento(c: &mut Criterion) {
             },
             BatchSize::LargeInput,
         )
+    });
+    // The dashboard's projection of the document (server/src/proyector.rs runs it after every
+    // change), and its three parts: reading the model, listing conflicts, counting changes.
+    g.bench_function("proyectar", |b| {
+        b.iter(|| black_box(proyectar(&mut doc).expect("projects")))
+    });
+    g.bench_function("proyectar/leer", |b| {
+        b.iter(|| black_box(escuela::leer(&doc).expect("reads")))
+    });
+    g.bench_function("proyectar/conflictos", |b| {
+        b.iter(|| black_box(conflictos::listar(&doc)))
+    });
+    g.bench_function("proyectar/cambios", |b| {
+        b.iter(|| black_box(doc.get_changes_meta(&[]).len()))
     });
     g.finish();
 }
