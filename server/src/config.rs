@@ -52,6 +52,9 @@ pub struct Config {
     pub idle_timeout_secs: u64,
     /// Memory budget of the document cache, bytes (estimated; idle documents are evicted).
     pub cache_budget_bytes: u64,
+    /// How often the projector looks for school documents whose dashboard projection is behind
+    /// their stored changes (and catches them up), seconds; at least 1.
+    pub projection_sweep_secs: u64,
     /// Emit logs as JSON lines.
     pub log_json: bool,
     /// Address of the Prometheus listener (`GET /metrics`), apart from `listen` so the public
@@ -147,6 +150,7 @@ impl Default for Config {
             ping_interval_secs: 20,
             idle_timeout_secs: 90,
             cache_budget_bytes: 256 * 1024 * 1024,
+            projection_sweep_secs: 30,
             log_json: false,
             metrics_listen: None,
         }

@@ -63,7 +63,7 @@ pub mod avisos;
 mod proyecciones;
 pub use avisos::{Aviso, Escucha};
 pub use proyecciones::{
-    AcuerdosEscuela, AmbitoZona, ApoyoZona, Cifras, DatosZona, FilaEscuela, SesionWeb,
+    AcuerdosEscuela, AmbitoZona, ApoyoZona, Atraso, Cifras, DatosZona, FilaEscuela, SesionWeb,
 };
 
 /// A registered user (from `admin usuario add`).
@@ -341,6 +341,13 @@ impl Database {
     }
 
     pub async fn load(&self, id: &DocumentId) -> Result<Stored, DbError> {
+        Ok(self.load_version(id).await?.0)
+    }
+
+    /// [`Database::load`], with the document's stored version read in the same transaction
+    /// (the number of appends of new chunks, [`Database::append`]): what a projection of these
+    /// chunks covers.
+    pub async fn load_version(&self, id: &DocumentId) -> Result<(Stored, i64), DbError> {
         let id = id.to_string();
         // One transaction, so the snapshot and the chunks are from the same moment. A SQLite read
         // transaction is one snapshot; PostgreSQL needs REPEATABLE READ for that: under its
@@ -358,8 +365,13 @@ impl Database {
                         .bind(&id)
                         .fetch_all(&mut *$tx)
                         .await?;
+                let version: Option<i64> =
+                    sqlx::query_scalar("SELECT version FROM documentos WHERE id = $1")
+                        .bind(&id)
+                        .fetch_optional(&mut *$tx)
+                        .await?;
                 $tx.commit().await?;
-                Ok(Stored { snapshot, chunks })
+                Ok((Stored { snapshot, chunks }, version.unwrap_or(0)))
             }};
         }
         match self {
@@ -379,43 +391,58 @@ impl Database {
     /// Appends a chunk of changes; durable when this returns. Returns the number of chunks now
     /// waiting for compaction. On PostgreSQL a new chunk is announced to the other processes in
     /// the same transaction (delivered on commit; [`avisos`]).
+    ///
+    /// A new chunk also increments the document's stored version in the same transaction
+    /// (the row lock on `documentos` orders the appends of one document, so a reader that sees
+    /// version v sees exactly the chunks of the first v appends).
     pub async fn append(&self, id: &DocumentId, data: &[u8]) -> Result<i64, DbError> {
         let id = id.to_string();
         let hash = Sha256::digest(data).to_vec();
         const INSERT: &str = "INSERT INTO chunks (doc_id, hash, data) VALUES ($1, $2, $3) ON CONFLICT (doc_id, hash) DO NOTHING";
+        const VERSION: &str = "UPDATE documentos SET version = version + 1 WHERE id = $1";
         const COUNT: &str = "SELECT COUNT(*) FROM chunks WHERE doc_id = $1";
-        let n: i64 = match self {
-            Database::Sqlite(p) => {
-                sqlx::query(INSERT)
-                    .bind(&id)
-                    .bind(&hash)
-                    .bind(data)
-                    .execute(p)
-                    .await?;
-                sqlx::query_scalar(COUNT).bind(&id).fetch_one(p).await?
-            }
-            Database::Postgres(p) => {
-                let mut tx = p.begin().await?;
+        macro_rules! body {
+            ($tx:ident $(, $avisar:expr)?) => {{
                 let nuevo = sqlx::query(INSERT)
                     .bind(&id)
                     .bind(&hash)
                     .bind(data)
-                    .execute(&mut *tx)
+                    .execute(&mut *$tx)
                     .await?
                     .rows_affected()
                     == 1;
                 if nuevo {
-                    avisos::avisar(&mut tx, &id).await?;
+                    sqlx::query(VERSION).bind(&id).execute(&mut *$tx).await?;
+                    $($avisar;)?
                 }
-                let n = sqlx::query_scalar(COUNT)
+                let n: i64 = sqlx::query_scalar(COUNT)
                     .bind(&id)
-                    .fetch_one(&mut *tx)
+                    .fetch_one(&mut *$tx)
                     .await?;
-                tx.commit().await?;
+                $tx.commit().await?;
                 n
+            }};
+        }
+        let n = match self {
+            Database::Sqlite(p) => {
+                let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
+                body!(tx)
+            }
+            Database::Postgres(p) => {
+                let mut tx = p.begin().await?;
+                body!(tx, avisos::avisar(&mut tx, &id).await?)
             }
         };
         Ok(n)
+    }
+
+    /// A document's stored version (the number of appends of new chunks), or `None` if the
+    /// document is not registered.
+    pub async fn version(&self, id: &DocumentId) -> Result<Option<i64>, DbError> {
+        Ok(
+            on!(self, p => sqlx::query_scalar("SELECT version FROM documentos WHERE id = $1")
+                .bind(id.to_string()).fetch_optional(p).await?),
+        )
     }
 
     /// Folds the snapshot and the chunks into a new snapshot with `fold`, deleting exactly the

@@ -224,7 +224,13 @@ async fn construir(
     let (stop_tx, stop_rx) = watch::channel(false);
     let (alive_tx, alive_rx) = mpsc::channel::<()>(1);
     let state = AppState(Arc::new(Inner {
-        hub: Hub::con_reloj(db, config.cache_budget_bytes, reloj.clone()),
+        hub: {
+            let mut hub = Hub::con_reloj(db, config.cache_budget_bytes, reloj.clone());
+            hub.proyector = Arc::new(proyector::Proyector::con_barrido(
+                std::time::Duration::from_secs(config.projection_sweep_secs.max(1)),
+            ));
+            hub
+        },
         keys,
         peer_id: PeerId(format!("bitacora-server-{}", random_hex(8))),
         storage_id,

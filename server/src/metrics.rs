@@ -51,6 +51,11 @@ struct DirectionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DocumentLabels {
+    document: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: &'static str,
 }
@@ -257,8 +262,37 @@ impl Metrics {
         );
         sampled.register(
             "projection_failures",
-            "Projections that failed (the document stays as last projected)",
+            "Projection attempts that failed (each is retried; the document stays as last projected meanwhile)",
             ConstCounter::new(proyector.fallidas.load(Ordering::Relaxed)),
+        );
+        // Per document, only those the projector's last sweep found behind (so the number of
+        // series stays small however many documents the server holds).
+        let atrasos = proyector.atrasos();
+        sampled.register(
+            "projection_behind_documents",
+            "School documents whose dashboard projection does not include every stored change (as of the projector's last sweep)",
+            ConstGauge::new(atrasos.len() as i64),
+        );
+        let behind_versions = Family::<DocumentLabels, Gauge>::default();
+        let behind_seconds = Family::<DocumentLabels, Gauge>::default();
+        let ahora = crate::db::now();
+        for a in &atrasos {
+            let l = DocumentLabels {
+                document: a.documento.clone(),
+            };
+            behind_versions.get_or_create(&l).set(a.versiones_detras());
+            behind_seconds.get_or_create(&l).set(a.segundos(ahora));
+        }
+        sampled.register(
+            "projection_behind_appends",
+            "Per document behind: stored appends of new changes its projection does not include",
+            behind_versions,
+        );
+        sampled.register_with_unit(
+            "projection_behind",
+            "Per document behind: seconds since its projection was computed (at most this much of its recent changes are missing)",
+            Unit::Seconds,
+            behind_seconds,
         );
         let mut out = String::new();
         encode_registry(&mut out, &self.registry)?;

@@ -43,6 +43,7 @@ struct Escena {
     db: Database,
     tokens: BTreeMap<&'static str, String>,
     jti: BTreeMap<&'static str, String>,
+    state: AppState,
     _dir: tempfile::TempDir,
 }
 
@@ -235,7 +236,8 @@ async fn escena() -> Result<Escena> {
     db.registrar_sync(&doc(A), AHORA - 2 * DIA).await?;
     db.registrar_sync(&doc(B), AHORA - 20 * DIA).await?;
     Ok(Escena {
-        app: http::router(state),
+        app: http::router(state.clone()),
+        state,
         db,
         tokens,
         jti,
@@ -906,5 +908,155 @@ async fn zone_page_of_70_schools_is_light() -> Result<()> {
         r.body.len()
     );
     eprintln!("zone page of 70 schools: {} bytes", r.body.len());
+    Ok(())
+}
+
+/// Issue 11: when the server holds changes a school's figures do not include yet (here: a
+/// change committed with no projection after it, as a lost wake-up would leave it), the zone
+/// page, the school page, their JSON and `/metrics` say so, per school; once projected, they
+/// say nothing.
+#[tokio::test]
+async fn a_projection_behind_its_document_is_shown() -> Result<()> {
+    let e = escena().await?;
+    let id_a = DocumentId::escuela(&Cct::parse(A)?, ciclo());
+    // D (zone 2) was registered and never projected: the sweep would list it too.
+    assert_eq!(e.state.hub.proyector.barrer(&e.db).await?, 1);
+    proyector::proyectar_documento(&e.db, &DocumentId::escuela(&Cct::parse(D)?, ciclo())).await?;
+    assert_eq!(e.state.hub.proyector.barrer(&e.db).await?, 0);
+    // One more acuerdo in A's document, committed without a projection.
+    let stored = e.db.load(&id_a).await?;
+    let mut doc = AutoCommit::load(
+        &bitacora_server::hub::assemble(&stored)
+            .map_err(anyhow::Error::msg)?
+            .save(),
+    )?;
+    let antes = doc.get_heads();
+    escuela::agregar_acuerdo(
+        &mut doc,
+        &Ctx {
+            ahora: AHORA,
+            autor: Some("Mtra. Rosa"),
+        },
+        &id("acuerdo-tardio"),
+        &NuevoAcuerdo {
+            texto: "Invitar a las familias a la lectura".into(),
+            responsables: vec!["Director".into()],
+            fecha_compromiso: Some(f("2026-04-30")),
+            sesion_origen: None,
+        },
+    )?;
+    e.db.append(&id_a, &doc.save_after(&antes)).await?;
+
+    let sup = e.tokens["sup1"].as_str();
+    let z = get(
+        &e.app,
+        &format!("/v1/zonas/{Z1}/resumen?ciclo={CICLO}"),
+        Some(sup),
+    )
+    .await;
+    assert_eq!(z.status, StatusCode::OK, "{}", z.text());
+    let z = z.json();
+    assert_eq!(z["totales"]["cifras_en_actualizacion"], 1);
+    assert_eq!(escuela(&z, A)["cifras_en_actualizacion"], true);
+    assert_eq!(escuela(&z, B)["cifras_en_actualizacion"], false);
+    assert_eq!(escuela(&z, C)["cifras_en_actualizacion"], false);
+    let ra = get(
+        &e.app,
+        &format!("/v1/escuelas/{A}/resumen?ciclo={CICLO}"),
+        Some(sup),
+    )
+    .await;
+    let ra = ra.json();
+    assert_eq!(
+        ra["en_actualizacion"]["envios_pendientes"], 1,
+        "{}",
+        ra["en_actualizacion"]
+    );
+    let rb = get(
+        &e.app,
+        &format!("/v1/escuelas/{B}/resumen?ciclo={CICLO}"),
+        Some(sup),
+    )
+    .await;
+    assert!(rb.json()["en_actualizacion"].is_null());
+
+    let cookie = entrar(&e.app, sup).await;
+    let zona = pagina(&e.app, &format!("/zonas/{Z1}?ciclo={CICLO}"), &cookie).await;
+    assert_eq!(zona.status, StatusCode::OK);
+    let html = zona.text();
+    assert!(
+        html.contains("Las cifras de 1 escuela aún no incluyen los últimos cambios recibidos"),
+        "zone page: {html}"
+    );
+    let fila_a = html
+        .split("<tr data-cct=")
+        .find(|f| f.starts_with(&format!("\"{A}\"")))
+        .context("A's row")?;
+    assert!(fila_a.contains("(cifras en actualización)"), "{fila_a}");
+    let fila_b = html
+        .split("<tr data-cct=")
+        .find(|f| f.starts_with(&format!("\"{B}\"")))
+        .context("B's row")?;
+    assert!(!fila_b.contains("cifras en actualización"), "{fila_b}");
+    let pa = pagina(&e.app, &format!("/escuelas/{A}?ciclo={CICLO}"), &cookie).await;
+    assert!(
+        pa.text()
+            .contains("Cifras en actualización:</b> el servidor ya recibió 1 envío de cambios"),
+        "{}",
+        pa.text()
+    );
+
+    // /metrics, after the projector's sweep looked.
+    assert_eq!(e.state.hub.proyector.barrer(&e.db).await?, 1);
+    let m = call(
+        &bitacora_server::metrics::router(e.state.clone()),
+        Request::get("/metrics").body(Body::empty()).unwrap(),
+    )
+    .await
+    .text();
+    assert!(m.contains("bitacora_projection_behind_documents 1"), "{m}");
+    assert!(
+        m.contains(&format!(
+            "bitacora_projection_behind_appends{{document=\"{id_a}\"}} 1"
+        )),
+        "{m}"
+    );
+    assert!(
+        m.contains(&format!(
+            "bitacora_projection_behind_seconds{{document=\"{id_a}\"}}"
+        )),
+        "{m}"
+    );
+
+    // Projected: nothing behind anywhere.
+    proyector::proyectar_documento(&e.db, &id_a).await?;
+    let z = get(
+        &e.app,
+        &format!("/v1/zonas/{Z1}/resumen?ciclo={CICLO}"),
+        Some(sup),
+    )
+    .await
+    .json();
+    assert_eq!(z["totales"]["cifras_en_actualizacion"], 0);
+    let ra = get(
+        &e.app,
+        &format!("/v1/escuelas/{A}/resumen?ciclo={CICLO}"),
+        Some(sup),
+    )
+    .await
+    .json();
+    assert!(ra["en_actualizacion"].is_null());
+    assert!(
+        ra["acuerdos"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["id"] == "acuerdo-tardio")
+    );
+    let zona = pagina(&e.app, &format!("/zonas/{Z1}?ciclo={CICLO}"), &cookie)
+        .await
+        .text();
+    assert!(!zona.contains("cifras en actualización") && !zona.contains("aún no incluyen"));
+    assert_eq!(e.state.hub.proyector.barrer(&e.db).await?, 0);
     Ok(())
 }

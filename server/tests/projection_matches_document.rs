@@ -31,6 +31,10 @@ use rand::seq::SliceRandom;
 
 const CCT: &str = "07DPR0123X";
 const CICLO: &str = "2025-2026";
+/// How long a case waits for the projection of the merged heads.
+const ESPERA: Duration = Duration::from_secs(20);
+/// Shrinking a failure stops after this long (each step can wait [`ESPERA`]).
+const MAX_SHRINK_MS: u32 = 60_000;
 
 fn casos(defecto: u32) -> u32 {
     std::env::var("PROPTEST_CASES")
@@ -117,9 +121,21 @@ async fn caso(
                 .map_err(|_| TestCaseError::fail("projector stopped"))?;
         }
     };
-    tokio::time::timeout(Duration::from_secs(120), espera)
-        .await
-        .map_err(|_| TestCaseError::fail("projection never reached the merged heads"))??;
+    // Bounded: a projection that does not arrive fails the case in seconds, with what was
+    // stored, instead of holding the run (and every shrink step) for minutes.
+    if tokio::time::timeout(ESPERA, espera).await.is_err() {
+        let guardada = db.proyeccion_version(&doc_id.to_string()).await;
+        return Err(TestCaseError::fail(format!(
+            "projection never reached the merged heads: waited {ESPERA:?} for heads {} ({} changes); \
+             stored (heads, changes): {guardada:?}; failed attempts {}; queued {}",
+            esperado.heads,
+            esperado.cambios,
+            hub.proyector
+                .fallidas
+                .load(std::sync::atomic::Ordering::Relaxed),
+            hub.proyector.en_cola(),
+        )));
+    }
     let guardado = db
         .proyeccion(&doc_id.to_string())
         .await
@@ -171,7 +187,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: casos(24), ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: casos(24), max_shrink_time: MAX_SHRINK_MS, ..ProptestConfig::default() })]
 
     #[test]
     fn projection_matches_document(esc in escenario(), semilla in any::<u64>(), lote in 1..8usize) {
@@ -188,7 +204,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: casos(6).min(6), ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: casos(6).min(6), max_shrink_time: MAX_SHRINK_MS, ..ProptestConfig::default() })]
 
     #[test]
     fn projection_matches_document_postgres(esc in escenario(), semilla in any::<u64>(), lote in 1..8usize) {

@@ -19,6 +19,43 @@ pub struct FilaEscuela {
     pub proyeccion: Option<Cifras>,
     pub ultima_sync: Option<i64>,
     pub ultimo_cambio: Option<i64>,
+    /// The document's stored version (appends of new chunks), if it has a document.
+    pub version_guardada: Option<i64>,
+}
+
+/// (stored version, projected version, computed at, last change) of a document.
+type FilaAtraso = (i64, Option<i64>, Option<i64>, Option<i64>);
+/// The document's id, then [`FilaAtraso`].
+type FilaAtrasoDoc = (String, i64, Option<i64>, Option<i64>, Option<i64>);
+
+/// A school document whose projection is behind what is stored ([`Database::proyecciones_atrasadas`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Atraso {
+    pub documento: String,
+    /// The document's stored version (appends of new chunks).
+    pub version_guardada: i64,
+    /// The version its projection was computed from (`None`: never projected; -1: projected
+    /// before versions were recorded).
+    pub version_proyectada: Option<i64>,
+    /// When the stored projection was computed.
+    pub calculado: Option<i64>,
+    /// When the document last received new changes.
+    pub ultimo_cambio: Option<i64>,
+}
+
+impl Atraso {
+    /// Appends of new changes the projection does not include yet.
+    pub fn versiones_detras(&self) -> i64 {
+        (self.version_guardada - self.version_proyectada.unwrap_or(0).max(0)).max(0)
+    }
+
+    /// Seconds since the oldest change the projection lacks could have arrived: from the
+    /// projection's computation (or the last change, if never projected) to `ahora`.
+    pub fn segundos(&self, ahora: i64) -> i64 {
+        self.calculado
+            .or(self.ultimo_cambio)
+            .map_or(0, |t| (ahora - t).max(0))
+    }
 }
 
 /// The scalar figures of a stored projection.
@@ -27,6 +64,8 @@ pub struct Cifras {
     pub heads: String,
     pub cambios: i64,
     pub calculado: i64,
+    /// The stored version the projection was computed from (-1: before versions were kept).
+    pub version: i64,
     pub pemc: Completitud,
     pub conflictos: i64,
     pub apoyo_corte: Option<String>,
@@ -103,10 +142,23 @@ fn u(v: i64) -> u64 {
 
 impl Database {
     /// Stores a projection, replacing the document's rows in one transaction, unless the stored
-    /// one was computed from more changes. Returns whether it was written.
+    /// one was computed from more changes. Returns whether it was written. The stored version
+    /// it was computed from stays as it was ([`Database::guardar_proyeccion_de`] records it).
     pub async fn guardar_proyeccion(
         &self,
         p: &Proyeccion,
+        calculado: i64,
+    ) -> Result<bool, DbError> {
+        self.guardar_proyeccion_de(p, None, calculado).await
+    }
+
+    /// [`Database::guardar_proyeccion`] of a projection computed from the document's stored
+    /// `version` ([`super::Stored::version`]), which is recorded with it so the dashboard and the
+    /// projector's sweep can tell whether the projection is behind the document.
+    pub async fn guardar_proyeccion_de(
+        &self,
+        p: &Proyeccion,
+        version: Option<i64>,
         calculado: i64,
     ) -> Result<bool, DbError> {
         let detalle = serde_json::to_string(&p.detalle)
@@ -118,8 +170,8 @@ impl Database {
                     "INSERT INTO proy_escuelas (documento, cct, ciclo, nombre, heads, cambios, calculado, \
                      pemc_porcentaje, ambitos_con_diagnostico, ambitos_total, ambitos_priorizados, objetivos, \
                      objetivos_con_meta, metas, metas_con_accion, acciones, conflictos, apoyo_corte, apoyo_grupos, \
-                     apoyo_total_alumnos, detalle) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) \
+                     apoyo_total_alumnos, detalle, version) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22) \
                      ON CONFLICT (documento) DO UPDATE SET cct = excluded.cct, ciclo = excluded.ciclo, \
                      nombre = excluded.nombre, heads = excluded.heads, cambios = excluded.cambios, \
                      calculado = excluded.calculado, pemc_porcentaje = excluded.pemc_porcentaje, \
@@ -129,7 +181,8 @@ impl Database {
                      metas_con_accion = excluded.metas_con_accion, acciones = excluded.acciones, \
                      conflictos = excluded.conflictos, apoyo_corte = excluded.apoyo_corte, \
                      apoyo_grupos = excluded.apoyo_grupos, apoyo_total_alumnos = excluded.apoyo_total_alumnos, \
-                     detalle = excluded.detalle \
+                     detalle = excluded.detalle, \
+                     version = CASE WHEN excluded.version >= 0 THEN excluded.version ELSE proy_escuelas.version END \
                      WHERE proy_escuelas.cambios <= excluded.cambios",
                 )
                 .bind(doc)
@@ -153,6 +206,7 @@ impl Database {
                 .bind(n(p.apoyo_grupos))
                 .bind(n(p.apoyo_total_alumnos))
                 .bind(&detalle)
+                .bind(version.unwrap_or(-1))
                 .execute(&mut *$tx)
                 .await?
                 .rows_affected();
@@ -396,6 +450,51 @@ impl Database {
         )
     }
 
+    /// School documents whose projection is behind their stored changes (or missing): the
+    /// stored version is past the one the projection was computed from. The projector's sweep
+    /// marks them; the dashboard and `/metrics` show them.
+    pub async fn proyecciones_atrasadas(&self) -> Result<Vec<Atraso>, DbError> {
+        let rows: Vec<FilaAtrasoDoc> = on!(self, p => sqlx::query_as(
+            "SELECT d.id, d.version, pe.version, pe.calculado, c.ultimo_cambio FROM documentos d \
+             LEFT JOIN proy_escuelas pe ON pe.documento = d.id \
+             LEFT JOIN contacto c ON c.documento = d.id \
+             WHERE d.tipo = 'escuela' AND (pe.version IS NULL OR pe.version < d.version) \
+             ORDER BY d.id")
+            .fetch_all(p).await?);
+        Ok(rows
+            .into_iter()
+            .map(
+                |(documento, guardada, proyectada, calculado, ultimo_cambio)| Atraso {
+                    documento,
+                    version_guardada: guardada,
+                    version_proyectada: proyectada,
+                    calculado,
+                    ultimo_cambio,
+                },
+            )
+            .collect())
+    }
+
+    /// One document's projection lag, `None` when its projection is up to date (or it is not a
+    /// registered school document).
+    pub async fn proyeccion_atraso(&self, documento: &str) -> Result<Option<Atraso>, DbError> {
+        let r: Option<FilaAtraso> = on!(self, p => sqlx::query_as(
+            "SELECT d.version, pe.version, pe.calculado, c.ultimo_cambio FROM documentos d \
+             LEFT JOIN proy_escuelas pe ON pe.documento = d.id \
+             LEFT JOIN contacto c ON c.documento = d.id \
+             WHERE d.id = $1 AND d.tipo = 'escuela' AND (pe.version IS NULL OR pe.version < d.version)")
+            .bind(documento).fetch_optional(p).await?);
+        Ok(
+            r.map(|(guardada, proyectada, calculado, ultimo_cambio)| Atraso {
+                documento: documento.to_string(),
+                version_guardada: guardada,
+                version_proyectada: proyectada,
+                calculado,
+                ultimo_cambio,
+            }),
+        )
+    }
+
     /// When a document's stored projection was computed.
     pub async fn proyeccion_calculado(&self, documento: &str) -> Result<Option<i64>, DbError> {
         Ok(
@@ -438,7 +537,8 @@ impl Database {
                     "SELECT e.cct AS cct, e.nombre AS escuela, d.id AS documento, pe.heads, pe.cambios, pe.calculado, \
                      pe.pemc_porcentaje, pe.ambitos_con_diagnostico, pe.ambitos_total, pe.ambitos_priorizados, \
                      pe.objetivos, pe.objetivos_con_meta, pe.metas, pe.metas_con_accion, pe.acciones, pe.conflictos, \
-                     pe.apoyo_corte, pe.apoyo_grupos, pe.apoyo_total_alumnos, c.ultima_sync, c.ultimo_cambio \
+                     pe.apoyo_corte, pe.apoyo_grupos, pe.apoyo_total_alumnos, c.ultima_sync, c.ultimo_cambio, \
+                     d.version AS version_guardada, pe.version AS version_proyectada \
                      FROM escuelas e \
                      LEFT JOIN documentos d ON d.owner = e.cct AND d.tipo = 'escuela' AND d.ciclo = $2 \
                      LEFT JOIN proy_escuelas pe ON pe.documento = d.id \
@@ -458,6 +558,7 @@ impl Database {
                         proyeccion: tiene.map(|_| cifras_de_fila(r)),
                         ultima_sync: r.get("ultima_sync"),
                         ultimo_cambio: r.get("ultimo_cambio"),
+                        version_guardada: r.get("version_guardada"),
                     });
                 }
                 let conteos: Vec<(String, String, String, i64)> = sqlx::query_as(AssertSqlSafe(format!(
@@ -630,6 +731,10 @@ where
         heads: r.get("heads"),
         cambios: g("cambios"),
         calculado: g("calculado"),
+        version: r
+            .try_get::<i64, _>("version_proyectada")
+            .or_else(|_| r.try_get::<i64, _>("version"))
+            .unwrap_or(-1),
         pemc: Completitud {
             porcentaje: u32::try_from(g("pemc_porcentaje")).unwrap_or(0),
             ambitos_con_diagnostico: z("ambitos_con_diagnostico"),

@@ -113,7 +113,7 @@ pub async fn cargar_escuela(
     };
     let (ultima_sync, _) = db.contacto(&doc).await?;
     let calculado = db.proyeccion_calculado(&doc).await?;
-    Ok(resumen_escuela(
+    let mut r = resumen_escuela(
         &proy,
         &nombre,
         &zona,
@@ -122,7 +122,12 @@ pub async fn cargar_escuela(
         ahora,
         ultima_sync,
         calculado,
-    ))
+    );
+    r.en_actualizacion = db
+        .proyeccion_atraso(&doc)
+        .await?
+        .map(|a| super::EnActualizacion::de(&a, crate::db::now()));
+    Ok(r)
 }
 
 #[utoipa::path(

@@ -208,6 +208,9 @@ pub struct EscuelaZona {
     pub conflictos: u64,
     /// The heads the figures were computed from (hex, comma-separated).
     pub heads: Option<String>,
+    /// The server holds changes of this school that its figures do not include yet (they are
+    /// being recomputed; docs/dashboard.md, "Cifras en actualización").
+    pub cifras_en_actualizacion: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -216,6 +219,8 @@ pub struct TotalesZona {
     pub con_documento: u64,
     pub desactualizadas: u64,
     pub nunca_sincronizadas: u64,
+    /// Schools whose figures do not include all the changes the server holds yet.
+    pub cifras_en_actualizacion: u64,
     /// Mean PEMC completeness over the schools with a document.
     pub pemc_promedio: Option<u32>,
     pub metas_por_logro: BTreeMap<String, u64>,
@@ -307,6 +312,10 @@ pub fn resumen_zona(
         nunca_sincronizadas: escuelas
             .iter()
             .filter(|e| e.sincronizacion.estado == "nunca")
+            .count() as u64,
+        cifras_en_actualizacion: escuelas
+            .iter()
+            .filter(|e| e.cifras_en_actualizacion)
             .count() as u64,
         pemc_promedio: (!pemcs.is_empty()).then(|| {
             (pemcs.iter().map(|p| f64::from(*p)).sum::<f64>() / pemcs.len() as f64).round() as u32
@@ -469,6 +478,11 @@ fn escuela_zona(
         apoyo_corte: cifras.and_then(|c| c.apoyo_corte.clone()),
         conflictos: cifras.map_or(0, |c| u64::try_from(c.conflictos).unwrap_or(0)),
         heads: cifras.map(|c| c.heads.clone()),
+        cifras_en_actualizacion: match (f.version_guardada, cifras) {
+            (Some(guardada), Some(c)) => c.version < guardada,
+            (Some(_), None) => true,
+            (None, _) => false,
+        },
     }
 }
 
@@ -604,6 +618,8 @@ pub struct ResumenEscuela {
     pub heads: String,
     pub cambios: u64,
     pub calculado: Option<String>,
+    /// Present when the server holds changes these figures do not include yet.
+    pub en_actualizacion: Option<EnActualizacion>,
     pub pemc: Completitud,
     pub metas_por_logro: BTreeMap<String, u64>,
     pub acciones_por_estado: BTreeMap<String, u64>,
@@ -621,6 +637,24 @@ pub struct ResumenEscuela {
     /// `bitacora export json`.
     #[schema(value_type = Object)]
     pub documento: serde_json::Value,
+}
+
+/// A school's figures lag behind what the server holds: how far, and since when.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct EnActualizacion {
+    /// Arrivals of new changes (syncs or bundles) the figures do not include yet.
+    pub envios_pendientes: u64,
+    /// At most this many seconds of changes are missing (since the figures were computed).
+    pub segundos: u64,
+}
+
+impl EnActualizacion {
+    pub fn de(a: &crate::db::Atraso, ahora: i64) -> EnActualizacion {
+        EnActualizacion {
+            envios_pendientes: u64::try_from(a.versiones_detras()).unwrap_or(0),
+            segundos: u64::try_from(a.segundos(ahora)).unwrap_or(0),
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -678,6 +712,7 @@ pub fn resumen_escuela(
         calculado: calculado
             .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
             .map(|d| d.to_rfc3339()),
+        en_actualizacion: None,
         pemc: p.pemc.clone(),
         metas_por_logro: p.metas_por_logro.clone(),
         acciones_por_estado: p.acciones_por_estado.clone(),

@@ -498,6 +498,8 @@ pub struct FilaZona {
     pub nivel: String,
     pub sync: String,
     pub sync_estado: String,
+    /// Its figures do not include every change the server holds yet.
+    pub en_actualizacion: bool,
     pub pemc: String,
     pub metas: [u64; 4],
     pub acciones: [u64; 4],
@@ -517,6 +519,7 @@ fn fila_zona(e: &EscuelaZona) -> FilaZona {
         nivel: e.nivel.clone(),
         sync: e.sincronizacion.texto(),
         sync_estado: e.sincronizacion.estado.clone(),
+        en_actualizacion: e.cifras_en_actualizacion,
         pemc: e
             .pemc_porcentaje
             .map(|p| format!("{p} %"))
