@@ -1071,6 +1071,9 @@ where
     let config = Config {
         cases: casos,
         max_shrink_iters: shrink,
+        // Each step can wait LIMITE for a sync: a failure is reported within a couple of
+        // minutes, not after 64 slow steps.
+        max_shrink_time: 90_000,
         failure_persistence: None,
         ..Config::default()
     };
