@@ -7,6 +7,8 @@
 //! - [`resumen`]: the school's own summary, computed from a read document.
 //! - [`proyeccion`]: what the zone dashboard keeps of a school document (pure), and the CTE
 //!   calendar.
+//! - [`storage`]: the storage contract every replica implements ([`storage::Storage`]), and its
+//!   in-memory implementation.
 //! - [`store`]: the local store (SQLite through sqlx): snapshots plus change chunks, crash-safe.
 //! - [`engine`]: the sync engine, the only network I/O of this crate (WebSocket to a server).
 //! - [`bundle`]: the file format that carries changes on a USB stick.
@@ -22,6 +24,7 @@ pub mod model;
 pub mod protocol;
 pub mod proyeccion;
 pub mod resumen;
+pub mod storage;
 pub mod store;
 
 pub use automerge;

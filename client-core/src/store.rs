@@ -29,6 +29,7 @@ use thiserror::Error;
 
 use crate::ids::DocumentId;
 use crate::model::DocKind;
+use crate::storage::{self, Storage};
 
 /// The file name of the store inside the data directory.
 pub const DB_FILE: &str = "bitacora.db";
@@ -63,14 +64,7 @@ pub enum StoreError {
     Desconocido(DocumentId),
 }
 
-/// A document known to the store.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DocInfo {
-    pub id: DocumentId,
-    pub kind: DocKind,
-    pub owner: String,
-    pub ciclo: String,
-}
+pub use crate::model::DocInfo;
 
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -352,8 +346,9 @@ impl Store {
         Ok(())
     }
 
-    /// Folds the snapshot and every chunk into a new snapshot and deletes exactly the chunks it
-    /// folded, in one transaction that holds the write lock throughout.
+    /// Folds the snapshot and every chunk into a new snapshot ([`storage::fold`]) and deletes
+    /// exactly the chunks it covers, in one transaction that holds the write lock throughout. A
+    /// chunk with a change whose dependencies are not stored stays.
     pub async fn compact(&self, id: &DocumentId) -> Result<(), StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let snapshot: Option<Vec<u8>> =
@@ -365,13 +360,21 @@ impl Store {
             .bind(id.to_string())
             .fetch_all(&mut *tx)
             .await?;
-        let Some(max_seq) = rows.last().map(|r| r.get::<i64, _>("seq")) else {
+        if rows.is_empty() {
             return Ok(());
+        }
+        let seqs: Vec<i64> = rows.iter().map(|r| r.get("seq")).collect();
+        let stored = storage::Stored {
+            snapshot,
+            chunks: rows.iter().map(|r| r.get("data")).collect(),
         };
-        let chunks: Vec<Vec<u8>> = rows.iter().map(|r| r.get("data")).collect();
-        let mut doc = self.assemble(id, snapshot.as_deref(), chunks.iter().map(Vec::as_slice))?;
-        let data = doc.save();
-        let heads = hex_heads(&doc.get_heads());
+        let folded = storage::fold(&stored).map_err(|detalle| StoreError::CorruptDocument {
+            path: self.path.clone(),
+            doc: id.to_string(),
+            detalle,
+        })?;
+        let data = folded.snapshot;
+        let heads = hex_heads(&folded.heads);
         sqlx::query(
             "INSERT INTO snapshots (doc_id, data, heads, updated_at) VALUES (?, ?, ?, strftime('%s','now')) \
              ON CONFLICT(doc_id) DO UPDATE SET data = excluded.data, heads = excluded.heads, updated_at = excluded.updated_at",
@@ -381,11 +384,49 @@ impl Store {
         .bind(&heads)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("DELETE FROM chunks WHERE doc_id = ? AND seq <= ?")
+        for (seq, covered) in seqs.iter().zip(&folded.covered) {
+            if *covered {
+                sqlx::query("DELETE FROM chunks WHERE doc_id = ? AND seq = ?")
+                    .bind(id.to_string())
+                    .bind(seq)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The stored parts of a document (snapshot, then chunks in append order), read in one
+    /// transaction, or `None` if unknown.
+    pub async fn load_stored(
+        &self,
+        id: &DocumentId,
+    ) -> Result<Option<storage::Stored>, StoreError> {
+        let mut conn = self.pool.begin().await?;
+        let known: Option<String> = sqlx::query_scalar("SELECT id FROM documents WHERE id = ?")
             .bind(id.to_string())
-            .bind(max_seq)
+            .fetch_optional(&mut *conn)
+            .await?;
+        if known.is_none() {
+            return Ok(None);
+        }
+        let (snapshot, chunks) = stored_parts(&mut conn, id).await?;
+        conn.commit().await?;
+        Ok(Some(storage::Stored { snapshot, chunks }))
+    }
+
+    /// Registers a document with its genesis bytes (idempotent).
+    async fn register_bytes(&self, info: &DocInfo, genesis: &[u8]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT OR IGNORE INTO documents (id, kind, owner, ciclo, created_at) VALUES (?, ?, ?, ?, strftime('%s','now'))")
+            .bind(info.id.to_string())
+            .bind(info.kind.as_str())
+            .bind(&info.owner)
+            .bind(&info.ciclo)
             .execute(&mut *tx)
             .await?;
+        insert_chunk(&mut tx, &info.id, genesis).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -475,6 +516,68 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// The laptop's store as a replica's storage (the contract in [`storage`]).
+impl Storage for Store {
+    type Error = StoreError;
+
+    async fn documents(&self) -> Result<Vec<DocInfo>, StoreError> {
+        Store::documents(self).await
+    }
+
+    async fn document(&self, id: &DocumentId) -> Result<Option<DocInfo>, StoreError> {
+        Store::document(self, id).await
+    }
+
+    async fn register(&self, info: &DocInfo, genesis: &[u8]) -> Result<(), StoreError> {
+        self.register_bytes(info, genesis).await
+    }
+
+    async fn load(&self, id: &DocumentId) -> Result<Option<storage::Stored>, StoreError> {
+        self.load_stored(id).await
+    }
+
+    async fn append(&self, id: &DocumentId, chunk: &[u8]) -> Result<u64, StoreError> {
+        if self.document(id).await?.is_none() {
+            return Err(StoreError::Desconocido(*id));
+        }
+        let mut tx = self.pool.begin().await?;
+        if !chunk.is_empty() {
+            insert_chunk(&mut tx, id, chunk).await?;
+        }
+        tx.commit().await?;
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM chunks WHERE doc_id = ?")
+            .bind(id.to_string())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn compact(&self, id: &DocumentId) -> Result<(), StoreError> {
+        Store::compact(self, id).await
+    }
+
+    async fn save_sync_state(
+        &self,
+        peer: &str,
+        id: &DocumentId,
+        state: &[u8],
+    ) -> Result<(), StoreError> {
+        Store::save_sync_state(self, peer, id, state).await
+    }
+
+    async fn load_sync_state(
+        &self,
+        peer: &str,
+        id: &DocumentId,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        Store::load_sync_state(self, peer, id).await
+    }
+
+    async fn actor(&self) -> Result<ActorId, StoreError> {
+        Store::actor(self).await
     }
 }
 

@@ -61,6 +61,7 @@ macro_rules! on {
 
 pub mod avisos;
 mod proyecciones;
+mod replica;
 pub use avisos::{Aviso, Escucha};
 pub use proyecciones::{
     AcuerdosEscuela, AmbitoZona, ApoyoZona, Atraso, Cifras, DatosZona, FilaEscuela, SesionWeb,
@@ -86,12 +87,8 @@ pub struct Auditoria<'a> {
     pub detalle: &'a str,
 }
 
-/// A document as stored: its snapshot (if compacted) and the chunks after it.
-#[derive(Debug, Default)]
-pub struct Stored {
-    pub snapshot: Option<Vec<u8>>,
-    pub chunks: Vec<Vec<u8>>,
-}
+/// A document as stored (the replica storage contract's type).
+pub use bitacora_core::storage::Stored;
 
 pub fn now() -> i64 {
     std::time::SystemTime::now()
@@ -465,6 +462,27 @@ impl Database {
     where
         F: std::future::Future<Output = Result<(Vec<u8>, String), DbError>>,
     {
+        self.compact_covered(id, |snapshot, chunks| {
+            let n = chunks.len();
+            let f = fold(snapshot, chunks);
+            async move {
+                let (data, heads) = f.await?;
+                Ok((data, heads, vec![true; n]))
+            }
+        })
+        .await
+    }
+
+    /// [`Database::compact`] where `fold` also says which chunks the new snapshot covers
+    /// (`bitacora_core::storage::fold`): only those are deleted.
+    pub async fn compact_covered<F>(
+        &self,
+        id: &DocumentId,
+        fold: impl FnOnce(Option<Vec<u8>>, Vec<Vec<u8>>) -> F,
+    ) -> Result<(), DbError>
+    where
+        F: std::future::Future<Output = Result<(Vec<u8>, String, Vec<bool>), DbError>>,
+    {
         let id = id.to_string();
         const SNAPSHOT: &str = "SELECT data, max_seq FROM snapshots WHERE doc_id = $1";
         const CHUNKS: &str = "SELECT seq, data FROM chunks WHERE doc_id = $1 ORDER BY seq";
@@ -491,7 +509,7 @@ impl Database {
                 let max_seq = rows.iter().map(|r| r.0).max().unwrap_or(0);
                 let seqs: Vec<i64> = rows.iter().map(|r| r.0).collect();
                 let chunks: Vec<Vec<u8>> = rows.into_iter().map(|r| r.1).collect();
-                let (data, heads) = fold(snapshot.map(|s| s.0), chunks).await?;
+                let (data, heads, covered) = fold(snapshot.map(|s| s.0), chunks).await?;
                 let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
                 let ahora: Option<i64> =
                     sqlx::query_scalar("SELECT max_seq FROM snapshots WHERE doc_id = $1")
@@ -511,7 +529,7 @@ impl Database {
                     .bind(now())
                     .execute(&mut *tx)
                     .await?;
-                for seq in seqs {
+                for (seq, _) in seqs.into_iter().zip(covered).filter(|(_, c)| *c) {
                     sqlx::query(DELETE)
                         .bind(&id)
                         .bind(seq)
@@ -537,7 +555,7 @@ impl Database {
                 }
                 let max_seq = rows.iter().map(|r| r.0).max().unwrap_or(0);
                 let chunks: Vec<Vec<u8>> = rows.iter().map(|r| r.1.clone()).collect();
-                let (data, heads) = fold(snapshot.map(|s| s.0), chunks).await?;
+                let (data, heads, covered) = fold(snapshot.map(|s| s.0), chunks).await?;
                 sqlx::query(UPSERT)
                     .bind(&id)
                     .bind(&data)
@@ -546,7 +564,7 @@ impl Database {
                     .bind(now())
                     .execute(&mut *tx)
                     .await?;
-                for (seq, _) in &rows {
+                for ((seq, _), _) in rows.iter().zip(covered).filter(|(_, c)| *c) {
                     sqlx::query(DELETE)
                         .bind(&id)
                         .bind(*seq)

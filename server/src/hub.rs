@@ -25,12 +25,12 @@ use bitacora_core::bundle::genesis_de;
 use bitacora_core::ids::DocumentId;
 use bitacora_core::model::{DocKind, genesis_actor};
 use bitacora_core::protocol::Message;
-use bitacora_core::store::{DocInfo, hex_heads};
+use bitacora_core::store::DocInfo;
 use thiserror::Error;
 use tokio::sync::{Mutex as AsyncMutex, Notify, OwnedMutexGuard};
 
 use crate::Reloj;
-use crate::db::{Database, DbError, Stored};
+use crate::db::{Database, DbError};
 use crate::proyector::Proyector;
 
 /// Compact a document once it has this many chunks.
@@ -422,18 +422,8 @@ impl Hub {
         let (db, entry) = (self.db.clone(), entry.clone());
         let id = entry.info.id;
         tokio::spawn(async move {
-            let r = db
-                .compact(&id, |snapshot, chunks| async move {
-                    tokio::task::spawn_blocking(move || {
-                        let doc =
-                            assemble(&Stored { snapshot, chunks }).map_err(DbError::Damaged)?;
-                        let heads = hex_heads(&doc.get_heads());
-                        Ok((doc.save(), heads))
-                    })
-                    .await
-                    .map_err(|e| DbError::Damaged(e.to_string()))?
-                })
-                .await;
+            // The storage contract's compaction: chunks the snapshot does not cover stay.
+            let r = bitacora_core::storage::Storage::compact(&db, &id).await;
             entry.compacting.store(false, Ordering::Release);
             if let Err(e) = r {
                 tracing::warn!(doc = %id, error = %e, "compaction failed; chunks kept");
@@ -551,17 +541,8 @@ async fn generate_blocking(
     .map_err(|e| HubError::Join(e.to_string()))
 }
 
-/// Builds a document from its snapshot and chunks.
-pub fn assemble(stored: &Stored) -> Result<Automerge, String> {
-    let mut doc = match &stored.snapshot {
-        Some(s) => Automerge::load(s).map_err(|e| e.to_string())?,
-        None => Automerge::new(),
-    };
-    for c in &stored.chunks {
-        doc.load_incremental(c).map_err(|e| e.to_string())?;
-    }
-    Ok(doc)
-}
+/// Builds a document from its snapshot and chunks (the storage contract's own).
+pub use bitacora_core::storage::assemble;
 
 #[cfg(test)]
 mod tests {

@@ -2,6 +2,7 @@
 //! binaries in temporary data directories.
 
 pub mod cliente;
+pub mod contrato;
 pub mod navegador;
 pub mod proxy;
 pub mod server;

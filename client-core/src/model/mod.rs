@@ -31,6 +31,16 @@ pub const SCHEMA_VERSION: u64 = 1;
 pub const KEY_TIPO: &str = "tipo";
 
 /// The two kinds of synced documents.
+/// A document a replica holds: its id, kind, owner (a school's CCT or a zone's clave) and
+/// ciclo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocInfo {
+    pub id: DocumentId,
+    pub kind: DocKind,
+    pub owner: String,
+    pub ciclo: String,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DocKind {
