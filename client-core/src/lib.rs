@@ -10,7 +10,9 @@
 //! - [`storage`]: the storage contract every replica implements ([`storage::Storage`]), and its
 //!   in-memory implementation.
 //! - [`store`]: the local store (SQLite through sqlx): snapshots plus change chunks, crash-safe.
-//! - [`engine`]: the sync engine, the only network I/O of this crate (WebSocket to a server).
+//! - [`engine`]: the sync engine, the client side of network I/O (WebSocket to a server).
+//! - [`sync_service`]: the serving side of sync over any [`storage::Storage`], so any replica
+//!   can serve sync to others.
 //! - [`bundle`]: the file format that carries changes on a USB stick.
 //!
 //! See docs/architecture.md for the code map and the invariants.
@@ -26,6 +28,7 @@ pub mod proyeccion;
 pub mod resumen;
 pub mod storage;
 pub mod store;
+pub mod sync_service;
 
 pub use automerge;
 pub use error::ModelError;
