@@ -1,6 +1,6 @@
 //! The sync engine: the only code in client-core that does network I/O. It drives the protocol
 //! [`Session`] over a WebSocket (tokio-tungstenite) against a zone server, for documents kept in
-//! the local [`Store`].
+//! the replica's storage (any [`Storage`]: the laptop's store, or another replica's).
 //!
 //! One-shot sync ([`sync_once`]): connect with the bearer token, handshake, then for each
 //! document restore the persisted sync state, exchange sync messages until both sides report the
@@ -20,7 +20,7 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 use crate::ids::DocumentId;
 use crate::protocol::{Inbound, Message, PeerId, PeerMetadata, ProtocolError, Role, Session};
-use crate::store::{Store, StoreError};
+use crate::storage::Storage;
 
 #[derive(Debug, Error)]
 pub enum EngineError {
@@ -40,10 +40,42 @@ pub enum EngineError {
     TiempoAgotado(Duration),
     #[error("el servidor dejó de responder durante {0:?}; la conexión se dio por perdida")]
     SinRespuesta(Duration),
-    #[error(transparent)]
-    Store(#[from] StoreError),
+    /// The replica's storage failed (its message, already in Spanish for the laptop's store).
+    #[error("{0}")]
+    Almacen(String),
     #[error("documento {0} no está en el almacén local")]
     Desconocido(DocumentId),
+}
+
+/// A storage error as the engine reports it.
+fn almacen(e: impl std::error::Error) -> EngineError {
+    EngineError::Almacen(e.to_string())
+}
+
+/// Compact a document once it has this many chunks (as the laptop's store does).
+const COMPACTAR_TRAS: u64 = crate::store::COMPACT_AFTER_CHUNKS as u64;
+
+/// A document as the replica's storage holds it, ready to sync, or `None` if it holds none.
+async fn cargar<S: Storage>(store: &S, id: &DocumentId) -> Result<Option<AutoCommit>, EngineError> {
+    let Some(stored) = store.load(id).await.map_err(almacen)? else {
+        return Ok(None);
+    };
+    let mut doc = match &stored.snapshot {
+        Some(s) => AutoCommit::load(s).map_err(|e| {
+            EngineError::Almacen(format!(
+                "el documento {id} guardado no se puede cargar: {e}"
+            ))
+        })?,
+        None => AutoCommit::new(),
+    };
+    for c in &stored.chunks {
+        doc.load_incremental(c).map_err(|e| {
+            EngineError::Almacen(format!(
+                "el documento {id} guardado no se puede cargar: {e}"
+            ))
+        })?;
+    }
+    Ok(Some(doc))
 }
 
 /// What a sync did, for the summary shown to the teacher.
@@ -257,8 +289,8 @@ struct Enlace {
 
 impl Enlace {
     /// Connects, handshakes, restores persisted sync state and opens sync for every document.
-    async fn conectar(
-        store: &Store,
+    async fn conectar<S: Storage>(
+        store: &S,
         servidor: &str,
         token: &str,
         ids: &[DocumentId],
@@ -294,7 +326,7 @@ impl Enlace {
                 Ok(Ok(ok)) => ok,
             };
         let (tx, rx) = ws.split();
-        let actor = store.actor().await?;
+        let actor = store.actor().await.map_err(almacen)?;
         let session = Session::new(
             Role::Initiator,
             PeerId(format!(
@@ -303,15 +335,14 @@ impl Enlace {
                 rand::random::<u32>()
             )),
             PeerMetadata {
-                storage_id: Some(store.storage_id().await?),
+                storage_id: Some(store.storage_id().await.map_err(almacen)?),
                 is_ephemeral: false,
             },
         );
         let mut docs = HashMap::new();
         for id in ids {
-            let version = store.version(id).await?;
-            let doc = store
-                .load(id)
+            let version = store.version(id).await.map_err(almacen)?;
+            let doc = cargar(store, id)
                 .await?
                 .ok_or(EngineError::Desconocido(*id))?
                 .with_actor(actor.clone());
@@ -352,7 +383,7 @@ impl Enlace {
         e.server_storage = e.session.peer_storage_id().map(str::to_string);
         for id in ids {
             if let Some(peer) = &e.server_storage
-                && let Some(state) = store.load_sync_state(peer, id).await?
+                && let Some(state) = store.load_sync_state(peer, id).await.map_err(almacen)?
             {
                 e.session.restore_state(*id, &state);
             }
@@ -401,7 +432,7 @@ impl Enlace {
     }
 
     /// Handles one frame; returns the number of changes received (already durable).
-    async fn manejar(&mut self, store: &Store, frame: &[u8]) -> Result<usize, EngineError> {
+    async fn manejar<S: Storage>(&mut self, store: &S, frame: &[u8]) -> Result<usize, EngineError> {
         match self.session.receive_frame(frame)? {
             Inbound::Sync {
                 document_id, data, ..
@@ -425,10 +456,14 @@ impl Enlace {
                 if after != before {
                     nuevos = d.doc.get_changes(&before).len();
                     // Durable before we answer.
-                    store
+                    let n = store
                         .append(&document_id, &d.doc.save_after(&before))
-                        .await?;
-                    d.version = store.version(&document_id).await?;
+                        .await
+                        .map_err(almacen)?;
+                    if n >= COMPACTAR_TRAS {
+                        store.compact(&document_id).await.map_err(almacen)?;
+                    }
+                    d.version = store.version(&document_id).await.map_err(almacen)?;
                 }
                 self.informe.cambios_recibidos += nuevos;
                 let reply = self.session.generate(document_id, &d.doc.sync());
@@ -452,16 +487,16 @@ impl Enlace {
     }
 
     /// Picks up changes other processes wrote to the local store and offers them to the server.
-    async fn cambios_locales(&mut self, store: &Store) -> Result<(), EngineError> {
+    async fn cambios_locales<S: Storage>(&mut self, store: &S) -> Result<(), EngineError> {
         let ids: Vec<DocumentId> = self.docs.keys().copied().collect();
         for id in ids {
-            let version = store.version(&id).await?;
+            let version = store.version(&id).await.map_err(almacen)?;
             let d = self.docs.get_mut(&id).expect("known");
             if version == d.version {
                 continue;
             }
             d.version = version;
-            if let Some(mut fresh) = store.load(&id).await? {
+            if let Some(mut fresh) = cargar(store, &id).await? {
                 d.doc
                     .merge(&mut fresh)
                     .map_err(|e| EngineError::Protocolo(ProtocolError::Apply(e.to_string())))?;
@@ -478,18 +513,21 @@ impl Enlace {
         self.docs.values().all(|d| d.done)
     }
 
-    async fn guardar_estados(&self, store: &Store) -> Result<(), EngineError> {
+    async fn guardar_estados<S: Storage>(&self, store: &S) -> Result<(), EngineError> {
         if let Some(peer) = &self.server_storage {
             for id in self.docs.keys() {
                 if let Some(state) = self.session.encode_state(id) {
-                    store.save_sync_state(peer, id, &state).await?;
+                    store
+                        .save_sync_state(peer, id, &state)
+                        .await
+                        .map_err(almacen)?;
                 }
             }
         }
         Ok(())
     }
 
-    async fn cerrar(mut self, store: &Store) -> Result<Informe, EngineError> {
+    async fn cerrar<S: Storage>(mut self, store: &S) -> Result<Informe, EngineError> {
         self.guardar_estados(store).await?;
         let _ = self.tx.send(WsMessage::Close(None)).await;
         self.informe.cambios_enviados = self.sent.len();
@@ -503,8 +541,8 @@ impl Enlace {
 }
 
 /// Syncs `docs` with the server once, until every one holds the same heads on both sides.
-pub async fn sync_once(
-    store: &Store,
+pub async fn sync_once<S: Storage>(
+    store: &S,
     servidor: &str,
     token: &str,
     docs: &[DocumentId],
@@ -523,8 +561,8 @@ pub struct Progreso {
 }
 
 /// [`sync_once`], calling `progreso` after each message received (for a progress bar).
-pub async fn sync_once_con_progreso(
-    store: &Store,
+pub async fn sync_once_con_progreso<S: Storage>(
+    store: &S,
     servidor: &str,
     token: &str,
     docs: &[DocumentId],
@@ -578,8 +616,8 @@ pub const SONDEO_LOCAL: Duration = Duration::from_millis(250);
 /// state. Returns when `stop` resolves, with the heads the server holds per document (empty if
 /// it was not connected at that moment), or on an error that retrying cannot fix (the token was
 /// refused, a document is unavailable).
-pub async fn sync_live(
-    store: &Store,
+pub async fn sync_live<S: Storage>(
+    store: &S,
     servidor: &str,
     token: &str,
     docs: &[DocumentId],
@@ -647,7 +685,7 @@ pub async fn sync_live(
             Err(
                 err @ (EngineError::NoAutorizado
                 | EngineError::NoDisponible(_)
-                | EngineError::Store(_)
+                | EngineError::Almacen(_)
                 | EngineError::Desconocido(_)),
             ) => {
                 return Err(err);

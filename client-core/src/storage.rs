@@ -154,6 +154,76 @@ pub trait Storage: Send + Sync {
 
     /// This replica's own actor id: made once, then always the same.
     fn actor(&self) -> impl Future<Output = Result<ActorId, Self::Error>> + Send;
+
+    /// This replica's storage id for the sync protocol (peers keep their sync state with it
+    /// under this id): made once, then always the same.
+    fn storage_id(&self) -> impl Future<Output = Result<String, Self::Error>> + Send;
+
+    /// A marker of a document's stored state that changes whenever an append or a compaction
+    /// changes it, so a reader can notice other writers without loading the document. Equal
+    /// markers mean nothing changed; a document it does not hold is `(0, 0)`.
+    fn version(
+        &self,
+        id: &DocumentId,
+    ) -> impl Future<Output = Result<(i64, i64), Self::Error>> + Send;
+}
+
+/// A shared storage is the same storage.
+impl<T: Storage + ?Sized> Storage for std::sync::Arc<T> {
+    type Error = T::Error;
+
+    async fn documents(&self) -> Result<Vec<DocInfo>, T::Error> {
+        (**self).documents().await
+    }
+
+    async fn document(&self, id: &DocumentId) -> Result<Option<DocInfo>, T::Error> {
+        (**self).document(id).await
+    }
+
+    async fn register(&self, info: &DocInfo, genesis: &[u8]) -> Result<(), T::Error> {
+        (**self).register(info, genesis).await
+    }
+
+    async fn load(&self, id: &DocumentId) -> Result<Option<Stored>, T::Error> {
+        (**self).load(id).await
+    }
+
+    async fn append(&self, id: &DocumentId, chunk: &[u8]) -> Result<u64, T::Error> {
+        (**self).append(id, chunk).await
+    }
+
+    async fn compact(&self, id: &DocumentId) -> Result<(), T::Error> {
+        (**self).compact(id).await
+    }
+
+    async fn save_sync_state(
+        &self,
+        peer: &str,
+        id: &DocumentId,
+        state: &[u8],
+    ) -> Result<(), T::Error> {
+        (**self).save_sync_state(peer, id, state).await
+    }
+
+    async fn load_sync_state(
+        &self,
+        peer: &str,
+        id: &DocumentId,
+    ) -> Result<Option<Vec<u8>>, T::Error> {
+        (**self).load_sync_state(peer, id).await
+    }
+
+    async fn actor(&self) -> Result<ActorId, T::Error> {
+        (**self).actor().await
+    }
+
+    async fn storage_id(&self) -> Result<String, T::Error> {
+        (**self).storage_id().await
+    }
+
+    async fn version(&self, id: &DocumentId) -> Result<(i64, i64), T::Error> {
+        (**self).version(id).await
+    }
 }
 
 /// What [`MemoryStorage`] refuses.
@@ -171,6 +241,9 @@ struct MemoryDoc {
     snapshot: Option<Vec<u8>>,
     /// Chunks by append sequence, with their hash (for idempotence).
     chunks: BTreeMap<u64, ([u8; 32], Vec<u8>)>,
+    /// Appends of new chunks and compactions so far ([`Storage::version`]).
+    appends: i64,
+    compactions: i64,
 }
 
 #[derive(Debug, Default)]
@@ -179,6 +252,7 @@ struct MemoryInner {
     next_seq: u64,
     sync_states: HashMap<(String, DocumentId), Vec<u8>>,
     actor: Option<ActorId>,
+    storage_id: Option<String>,
 }
 
 /// A replica's storage in memory: the contract without a database, for property tests and fuzz
@@ -248,6 +322,7 @@ impl Storage for MemoryStorage {
             let hash: [u8; 32] = Sha256::digest(chunk).into();
             if !chunk.is_empty() && !d.chunks.values().any(|(h, _)| *h == hash) {
                 d.chunks.insert(seq, (hash, chunk.to_vec()));
+                d.appends += 1;
                 m.next_seq += 1;
             }
             Ok(d.chunks.len() as u64)
@@ -287,6 +362,7 @@ impl Storage for MemoryStorage {
                 return;
             }
             d.snapshot = Some(folded.snapshot);
+            d.compactions += 1;
             for ((seq, _), covered) in chunks.iter().zip(&folded.covered) {
                 if *covered {
                     d.chunks.remove(seq);
@@ -319,6 +395,22 @@ impl Storage for MemoryStorage {
 
     async fn actor(&self) -> Result<ActorId, MemoryError> {
         Ok(self.with(|m| m.actor.get_or_insert_with(ActorId::random).clone()))
+    }
+
+    async fn storage_id(&self) -> Result<String, MemoryError> {
+        Ok(self.with(|m| {
+            m.storage_id
+                .get_or_insert_with(|| format!("memoria-{:032x}", rand::random::<u128>()))
+                .clone()
+        }))
+    }
+
+    async fn version(&self, id: &DocumentId) -> Result<(i64, i64), MemoryError> {
+        Ok(self.with(|m| {
+            m.docs
+                .get(id)
+                .map_or((0, 0), |d| (d.appends, d.compactions))
+        }))
     }
 }
 

@@ -579,6 +579,14 @@ impl Storage for Store {
     async fn actor(&self) -> Result<ActorId, StoreError> {
         Store::actor(self).await
     }
+
+    async fn storage_id(&self) -> Result<String, StoreError> {
+        Store::storage_id(self).await
+    }
+
+    async fn version(&self, id: &DocumentId) -> Result<(i64, i64), StoreError> {
+        Store::version(self, id).await
+    }
 }
 
 /// A document's snapshot and chunks (in append order), read on `conn` (inside the caller's

@@ -433,6 +433,14 @@ impl Database {
         Ok(n)
     }
 
+    /// When a document's snapshot was last written (its last compaction), if it has one.
+    pub async fn snapshot_creado(&self, id: &DocumentId) -> Result<Option<i64>, DbError> {
+        Ok(
+            on!(self, p => sqlx::query_scalar("SELECT creado FROM snapshots WHERE doc_id = $1")
+                .bind(id.to_string()).fetch_optional(p).await?),
+        )
+    }
+
     /// A document's stored version (the number of appends of new chunks), or `None` if the
     /// document is not registered.
     pub async fn version(&self, id: &DocumentId) -> Result<Option<i64>, DbError> {

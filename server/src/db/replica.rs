@@ -76,6 +76,21 @@ impl Storage for Database {
         Database::load_sync_state(self, peer, id).await
     }
 
+    async fn storage_id(&self) -> Result<String, DbError> {
+        // The same key `bitacora-server` announces in its handshakes (lib.rs).
+        self.meta_or_init(
+            "storage_id",
+            &format!("bitacora-{:032x}", rand::random::<u128>()),
+        )
+        .await
+    }
+
+    async fn version(&self, id: &DocumentId) -> Result<(i64, i64), DbError> {
+        let stored = Database::version(self, id).await?.unwrap_or(0);
+        let compactado = self.snapshot_creado(id).await?.unwrap_or(0);
+        Ok((stored, compactado))
+    }
+
     async fn actor(&self) -> Result<ActorId, DbError> {
         let hex = self
             .meta_or_init("actor_id", &ActorId::random().to_hex_string())
