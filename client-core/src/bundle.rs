@@ -21,9 +21,15 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::ids::{Cct, CicloEscolar, DocumentId, ZonaClave};
+use crate::model::DocInfo;
 use crate::model::{DocKind, escuela, zona};
 use crate::protocol::changes::{Autoria, autorias};
-use crate::store::{DocInfo, Store, StoreError, hex_heads, parse_heads};
+use crate::storage::parse_heads;
+#[cfg(feature = "sqlite")]
+use crate::{
+    storage::hex_heads,
+    store::{Store, StoreError},
+};
 
 pub const MAGIC: &[u8; 16] = b"BITACORA-BUNDLE\0";
 pub const VERSION: u32 = 1;
@@ -48,6 +54,7 @@ pub enum BundleError {
         "el paquete depende de cambios que este equipo todavía no tiene; importe primero el paquete anterior (documento {0}; no se aplicó nada)"
     )]
     MissingDeps(String),
+    #[cfg(feature = "sqlite")]
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -168,6 +175,7 @@ impl Bundle {
 
 /// Builds a bundle of the given documents, each from the heads the receiver is known to have
 /// (empty: everything).
+#[cfg(feature = "sqlite")]
 pub async fn exportar(
     store: &Store,
     docs: &[(DocInfo, Vec<ChangeHash>)],
@@ -218,6 +226,7 @@ pub struct Importado {
 /// read) and, once applied in memory, reaches every head its header declares: a payload whose
 /// changes wait for earlier ones this replica lacks is refused with
 /// [`BundleError::MissingDeps`].
+#[cfg(feature = "sqlite")]
 pub async fn importar(
     store: &Store,
     bundle: &Bundle,
@@ -338,7 +347,7 @@ pub fn desde(d: &BundleDoc) -> Vec<ChangeHash> {
     parse_heads(&d.desde.join(","))
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "sqlite"))]
 mod tests {
     use super::*;
     use crate::ids::RecordId;

@@ -53,7 +53,7 @@ fn almacen(e: impl std::error::Error) -> EngineError {
 }
 
 /// Compact a document once it has this many chunks (as the laptop's store does).
-const COMPACTAR_TRAS: u64 = crate::store::COMPACT_AFTER_CHUNKS as u64;
+const COMPACTAR_TRAS: u64 = crate::storage::COMPACT_AFTER_CHUNKS;
 
 /// A document as the replica's storage holds it, ready to sync, or `None` if it holds none.
 async fn cargar<S: Storage>(store: &S, id: &DocumentId) -> Result<Option<AutoCommit>, EngineError> {

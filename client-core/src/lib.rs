@@ -19,6 +19,7 @@
 
 pub mod bundle;
 pub mod catalogo;
+#[cfg(feature = "network")]
 pub mod engine;
 pub mod error;
 pub mod ids;
@@ -27,7 +28,9 @@ pub mod protocol;
 pub mod proyeccion;
 pub mod resumen;
 pub mod storage;
+#[cfg(feature = "sqlite")]
 pub mod store;
+#[cfg(feature = "network")]
 pub mod sync_service;
 
 pub use automerge;

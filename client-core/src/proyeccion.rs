@@ -20,7 +20,7 @@ use crate::ids::{CicloEscolar, Fecha};
 use crate::model::conflictos;
 use crate::model::escuela::{self, CAMPOS_CONCENTRADO, Corte, Escuela};
 use crate::resumen::{Completitud, completitud, porcentaje};
-use crate::store::hex_heads;
+use crate::storage::hex_heads;
 
 /// The levels of logro a meta can be in, in display order (`sin_registro`: no follow-up yet).
 pub const NIVELES_LOGRO: [&str; 4] = [

@@ -35,6 +35,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Mutex;
 
+use std::str::FromStr;
+
 use automerge::{ActorId, Automerge, ChangeHash};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
@@ -42,6 +44,25 @@ use thiserror::Error;
 use crate::ids::DocumentId;
 use crate::model::DocInfo;
 use crate::protocol::changes::{autorias, sin_panico};
+
+/// Replicas compact a document once it has this many chunks.
+pub const COMPACT_AFTER_CHUNKS: u64 = 64;
+
+/// Heads as stored and shown: hex hashes joined by commas.
+pub fn hex_heads(heads: &[ChangeHash]) -> String {
+    heads
+        .iter()
+        .map(|h| h.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// [`hex_heads`] read back (unreadable hashes are skipped).
+pub fn parse_heads(s: &str) -> Vec<ChangeHash> {
+    s.split(',')
+        .filter_map(|h| ChangeHash::from_str(h.trim()).ok())
+        .collect()
+}
 
 /// A document as stored: its snapshot, if any, and its chunks in append order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

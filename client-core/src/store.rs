@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use automerge::{ActorId, AutoCommit, ChangeHash};
+use automerge::{ActorId, AutoCommit};
 use sha2::{Digest, Sha256};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
@@ -35,7 +35,7 @@ use crate::storage::{self, Storage};
 pub const DB_FILE: &str = "bitacora.db";
 
 /// Compact a document once it has this many chunks.
-pub const COMPACT_AFTER_CHUNKS: i64 = 64;
+pub const COMPACT_AFTER_CHUNKS: i64 = storage::COMPACT_AFTER_CHUNKS as i64;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -94,19 +94,7 @@ fn is_corruption(e: &sqlx::Error) -> Option<String> {
     None
 }
 
-pub fn hex_heads(heads: &[ChangeHash]) -> String {
-    heads
-        .iter()
-        .map(|h| h.to_string())
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-pub fn parse_heads(s: &str) -> Vec<ChangeHash> {
-    s.split(',')
-        .filter_map(|h| ChangeHash::from_str(h.trim()).ok())
-        .collect()
-}
+pub use crate::storage::{hex_heads, parse_heads};
 
 impl Store {
     /// Opens (creating if needed) the store in `dir`.

@@ -37,8 +37,7 @@ use crate::ids::DocumentId;
 use crate::protocol::{Inbound, Message, PeerId, PeerMetadata, ProtocolError, Role, Session};
 use crate::storage::{Storage, assemble};
 
-/// Compact a document once it has this many chunks.
-pub const COMPACT_AFTER_CHUNKS: u64 = 64;
+use crate::storage::COMPACT_AFTER_CHUNKS;
 
 #[derive(Debug, Error)]
 pub enum ServiceError {
