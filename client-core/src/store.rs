@@ -223,20 +223,15 @@ impl Store {
 
     /// Loads a document (snapshot, then chunks in append order), or `None` if unknown.
     pub async fn load(&self, id: &DocumentId) -> Result<Option<AutoCommit>, StoreError> {
-        // One read transaction: a compaction by another process cannot slip between reading
-        // the snapshot and reading the chunks.
-        let mut conn = self.pool.begin().await?;
-        let known: Option<String> = sqlx::query_scalar("SELECT id FROM documents WHERE id = ?")
-            .bind(id.to_string())
-            .fetch_optional(&mut *conn)
-            .await?;
-        if known.is_none() {
+        let Some(stored) = self.load_stored(id).await? else {
             return Ok(None);
-        }
-        let (snapshot, chunks) = stored_parts(&mut conn, id).await?;
-        conn.commit().await?;
-        self.assemble(id, snapshot.as_deref(), chunks.iter().map(Vec::as_slice))
-            .map(Some)
+        };
+        self.assemble(
+            id,
+            stored.snapshot.as_deref(),
+            stored.chunks.iter().map(Vec::as_slice),
+        )
+        .map(Some)
     }
 
     /// Applies `op` (no I/O) to the latest stored state of a document, as `actor`, and appends
